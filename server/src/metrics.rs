@@ -1,0 +1,105 @@
+//! Prometheus metrics: every metric name lives here. Counters are updated on the hot path;
+//! gauges that need the database (queue depth, workflows by status) are read when scraped.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    jobs_created: Family<Labels, Counter>,
+    jobs_completed: Family<Labels, Counter>,
+    jobs_timed_out: Family<Labels, Counter>,
+    poll_wait: Histogram,
+    transition: Histogram,
+    queue_depth: Family<Labels, Gauge>,
+    workflows: Family<Labels, Gauge>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("rondo");
+        let jobs_created = Family::<Labels, Counter>::default();
+        let jobs_completed = Family::<Labels, Counter>::default();
+        let jobs_timed_out = Family::<Labels, Counter>::default();
+        let poll_wait = Histogram::new(exponential_buckets(0.001, 4.0, 10));
+        let transition = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let queue_depth = Family::<Labels, Gauge>::default();
+        let workflows = Family::<Labels, Gauge>::default();
+        registry.register("jobs_created", "Jobs created, by operation", jobs_created.clone());
+        registry.register(
+            "jobs_completed",
+            "Jobs ended with a label (retries show as the retry edge's label), by operation and label",
+            jobs_completed.clone(),
+        );
+        registry.register("jobs_timed_out", "Leases that ran out, by operation", jobs_timed_out.clone());
+        registry.register("poll_wait_seconds", "Time a long poll waited before answering", poll_wait.clone());
+        registry.register(
+            "transition_seconds",
+            "Time to decide and write one step inside its transaction",
+            transition.clone(),
+        );
+        registry.register("queue_depth", "Ready jobs by operation", queue_depth.clone());
+        registry.register("workflows", "Workflows by status", workflows.clone());
+        Metrics { registry, jobs_created, jobs_completed, jobs_timed_out, poll_wait, transition, queue_depth, workflows }
+    }
+}
+
+impl Metrics {
+    /// A job of `operation` was created.
+    pub fn job_created(&self, operation: &str) {
+        self.jobs_created.get_or_create(&vec![("operation", operation.to_owned())]).inc();
+    }
+
+    /// A job of `operation` ended with `label`.
+    pub fn job_completed(&self, operation: &str, label: &str) {
+        let labels = vec![("operation", operation.to_owned()), ("label", label.to_owned())];
+        self.jobs_completed.get_or_create(&labels).inc();
+    }
+
+    /// A lease of `operation` ran out.
+    pub fn job_timed_out(&self, operation: &str) {
+        self.jobs_timed_out.get_or_create(&vec![("operation", operation.to_owned())]).inc();
+    }
+
+    /// A long poll answered after `waited`.
+    pub fn poll_wait(&self, waited: Duration) {
+        self.poll_wait.observe(waited.as_secs_f64());
+    }
+
+    /// A step took `took` inside its transaction.
+    pub fn transition(&self, took: Duration) {
+        self.transition.observe(took.as_secs_f64());
+    }
+
+    /// Encodes everything in the Prometheus text format, with fresh database gauges.
+    pub fn encode(&self, queue_depth: &[(String, i64)], workflows: &[(String, i64)]) -> String {
+        self.queue_depth.clear();
+        for (op, n) in queue_depth {
+            self.queue_depth.get_or_create(&vec![("operation", op.clone())]).set(*n);
+        }
+        self.workflows.clear();
+        for (status, n) in workflows {
+            self.workflows.get_or_create(&vec![("status", status.clone())]).set(*n);
+        }
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,399 @@
+//! Worker use cases: long-poll for jobs, heartbeat, complete, fail, release; and the engine's
+//! own `timeout` completion when a lease runs out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rondo_engine::model::{LABEL_ERROR, LABEL_TIMEOUT};
+use rondo_engine::{EngineError, Graph, advance};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::step::{Applied, Apply};
+use super::workflows::position_of;
+use super::{Service, ServiceError};
+use crate::store::events::{self, EventKind, NewEvent};
+use crate::store::jobs::{self, ClaimedJob, JobEnd, JobState, LockedJob};
+use crate::store::workflows::WorkflowStatus;
+use crate::store::{GenericClient, StoreError, listen};
+
+/// Most jobs one poll may lease.
+pub const MAX_JOBS_PER_POLL: u32 = 256;
+
+/// A poll for jobs.
+#[derive(Debug, Clone)]
+pub struct PollRequest {
+    /// Worker identity.
+    pub worker: String,
+    /// Operations it performs.
+    pub operations: Vec<String>,
+    /// Most jobs to lease.
+    pub max_jobs: u32,
+    /// How long to wait.
+    pub wait: Duration,
+}
+
+/// A leased job as handed to a worker.
+#[derive(Debug, Clone)]
+pub struct LeasedJob {
+    /// The claimed row with its workflow's data.
+    pub claimed: ClaimedJob,
+    /// The node's static params.
+    pub params: Map<String, Value>,
+    /// Labels the worker may answer with.
+    pub labels: Vec<String>,
+    /// How often to heartbeat.
+    pub heartbeat_interval: Option<Duration>,
+}
+
+/// How a worker ends a job.
+#[derive(Debug, Clone)]
+pub enum Completion {
+    /// With one of the offered labels and an output.
+    Label {
+        /// The label.
+        label: String,
+        /// Output JSON text.
+        output: String,
+    },
+    /// With a failure it could not classify (the reserved label `error`).
+    Failure {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Result of a completion.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    /// True when it repeated an earlier identical completion.
+    pub duplicate: bool,
+    /// Workflow status afterwards.
+    pub status: WorkflowStatus,
+    /// Node afterwards.
+    pub node: Option<String>,
+}
+
+impl Service {
+    /// Long poll: leases ready jobs, waiting for a notification when there are none.
+    pub async fn poll_jobs(&self, req: PollRequest) -> Result<Vec<LeasedJob>, ServiceError> {
+        if req.worker.trim().is_empty() {
+            return Err(ServiceError::InvalidArgument("`worker` is required: give the worker an identity".into()));
+        }
+        if req.operations.is_empty() || req.operations.iter().any(|o| o.trim().is_empty()) {
+            return Err(ServiceError::InvalidArgument(
+                "`operations` must name at least one operation, none empty".into(),
+            ));
+        }
+        let max_jobs = i64::from(req.max_jobs.clamp(1, MAX_JOBS_PER_POLL));
+        let started = tokio::time::Instant::now();
+        let deadline = started + req.wait.min(self.limits.max_poll_wait);
+        loop {
+            let waiter = self.dispatch().register(&req.operations);
+            let claimed = {
+                let client = self.pool().get().await.map_err(StoreError::from)?;
+                jobs::claim(&client, &req.operations, max_jobs, &req.worker).await?
+            };
+            if !claimed.is_empty() {
+                if claimed.len() as i64 == max_jobs {
+                    // A full batch may leave more behind: pass the wake-up on.
+                    self.dispatch().wake_ops(&req.operations);
+                }
+                self.metrics().poll_wait(started.elapsed());
+                let mut leased = Vec::with_capacity(claimed.len());
+                let client = self.pool().get().await.map_err(StoreError::from)?;
+                for c in claimed {
+                    leased.push(self.leased(&client, c).await?);
+                }
+                return Ok(leased);
+            }
+            if tokio::time::Instant::now() >= deadline || !waiter.wait_until(deadline).await {
+                self.metrics().poll_wait(started.elapsed());
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn leased(&self, client: &impl GenericClient, claimed: ClaimedJob) -> Result<LeasedJob, ServiceError> {
+        let (graph, _) = self.graph(client, &claimed.graph_name, claimed.graph_version).await?;
+        let node = graph.node(&claimed.job.node).ok_or_else(|| {
+            ServiceError::Internal(format!("job {} at unknown node `{}`", claimed.job.id, claimed.job.node))
+        })?;
+        Ok(LeasedJob {
+            params: node.params.clone(),
+            labels: node.offered_labels(),
+            heartbeat_interval: node.heartbeat.or(claimed.job.timeout_ms.map(|ms| {
+                Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+            })),
+            claimed,
+        })
+    }
+
+    /// Extends a lease and records progress.
+    pub async fn heartbeat(
+        &self,
+        job_id: i64,
+        token: &str,
+        progress: Option<(u32, String)>,
+    ) -> Result<DateTime<Utc>, ServiceError> {
+        let token = parse_token(token)?;
+        if let Some((percent, _)) = &progress {
+            if *percent > 100 {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "`progress.percent` is {percent}; give a number from 0 to 100"
+                )));
+            }
+        }
+        let mut client = self.pool().get().await.map_err(StoreError::from)?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let progress_ref = progress.as_ref().map(|(p, m)| (i32::try_from(*p).unwrap_or(100), m.as_str()));
+        match jobs::heartbeat(&tx, job_id, token, progress_ref).await? {
+            Some(expires) => {
+                if let Some((percent, message)) = &progress {
+                    let job = jobs::get(&tx, job_id).await?.ok_or_else(|| job_not_found(job_id))?;
+                    let event = NewEvent {
+                        node: Some(job.node.clone()),
+                        job_id: Some(job_id),
+                        attempt: Some(job.attempt),
+                        message: Some(message.clone()),
+                        data: Some(json!({ "percent": percent })),
+                        ..NewEvent::new(EventKind::JobProgress, job.worker.clone().unwrap_or_default())
+                    };
+                    events::append(&tx, job.workflow_id, &[event]).await?;
+                }
+                tx.commit().await.map_err(StoreError::from)?;
+                Ok(expires)
+            }
+            None => Err(self.why_not_live(&tx, job_id, token).await?),
+        }
+    }
+
+    /// Gives a leased job back so another worker takes it.
+    pub async fn release_job(&self, job_id: i64, token: &str, reason: &str) -> Result<(), ServiceError> {
+        let token = parse_token(token)?;
+        let mut client = self.pool().get().await.map_err(StoreError::from)?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let Some((operation, workflow_id, node, attempt)) = jobs::release(&tx, job_id, token).await? else {
+            return Err(self.why_not_live(&tx, job_id, token).await?);
+        };
+        let event = NewEvent {
+            node: Some(node),
+            job_id: Some(job_id),
+            attempt: Some(attempt),
+            message: Some(if reason.is_empty() { "released by worker".into() } else { reason.to_owned() }),
+            ..NewEvent::new(EventKind::JobReleased, "worker")
+        };
+        events::append(&tx, workflow_id, &[event]).await?;
+        listen::notify_job(&tx, &operation, Utc::now()).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// Explains why a lease is not live: unknown job, cancelled, or lease lost.
+    async fn why_not_live(&self, client: &impl GenericClient, job_id: i64, token: Uuid) -> Result<ServiceError, ServiceError> {
+        let job = jobs::get(client, job_id).await?.ok_or_else(|| job_not_found(job_id))?;
+        Ok(match job.state {
+            JobState::Cancelled => cancelled(job_id),
+            _ if job.lease_token != Some(token) => lease_lost(job_id, "the lease token does not match"),
+            _ => lease_lost(job_id, "the lease ran out or the job was given back"),
+        })
+    }
+
+    /// A worker ends its job: verifies the lease and the label, then advances the workflow in
+    /// one transaction. An identical repeat succeeds with no new effect.
+    pub async fn complete_job(&self, job_id: i64, token: &str, completion: Completion) -> Result<Completed, ServiceError> {
+        let token = parse_token(token)?;
+        let (label, output) = match &completion {
+            Completion::Label { label, output } => (label.as_str(), self.parse_object("output", output)?),
+            Completion::Failure { .. } => (LABEL_ERROR, Map::new()),
+        };
+        let output = Value::Object(output);
+        let mut client = self.pool().get().await.map_err(StoreError::from)?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let locked = jobs::lock_with_workflow(&tx, job_id).await?.ok_or_else(|| job_not_found(job_id))?;
+        let LockedJob { job, workflow, now } = &locked;
+        let worker = job.worker.clone().unwrap_or_else(|| "worker".into());
+        let live = job.state == JobState::Active && job.lease_token == Some(token);
+        if !live || job.lease_expires_at.is_some_and(|t| t <= *now) {
+            let refusal = match job.state {
+                JobState::Cancelled => cancelled(job_id),
+                JobState::Completed if job.lease_token == Some(token) && job.ended_by.as_deref() == Some(&worker) => {
+                    if job.label.as_deref() == Some(label) && job.output.as_ref() == Some(&output) {
+                        return Ok(Completed {
+                            duplicate: true,
+                            status: workflow.status,
+                            node: workflow.current_node.clone(),
+                        });
+                    }
+                    return Err(ServiceError::FailedPrecondition(format!(
+                        "job {job_id} was already completed with label `{}`; a job is completed once",
+                        job.label.clone().unwrap_or_default()
+                    )));
+                }
+                _ if job.lease_token != Some(token) => lease_lost(job_id, "the lease token does not match"),
+                _ => lease_lost(job_id, "the lease ran out before the result arrived"),
+            };
+            if job.lease_token == Some(token) && !matches!(job.state, JobState::Cancelled) {
+                let late = NewEvent {
+                    node: Some(job.node.clone()),
+                    label: Some(label.to_owned()),
+                    job_id: Some(job_id),
+                    attempt: Some(job.attempt),
+                    message: Some("result arrived after the lease was lost; recorded, not applied".into()),
+                    data: Some(json!({ "output": output, "worker": worker })),
+                    ..NewEvent::new(EventKind::LateResult, worker.as_str())
+                };
+                events::append(&tx, job.workflow_id, &[late]).await?;
+                tx.commit().await.map_err(StoreError::from)?;
+            }
+            return Err(refusal);
+        }
+        let (graph, _) = self.graph(&tx, &workflow.graph_name, workflow.graph_version).await?;
+        let (message, must_be_offered) = match &completion {
+            Completion::Failure { message } => (Some(message.clone()), false),
+            Completion::Label { .. } => (None, true),
+        };
+        let end = EndJob { label, output: &output, actor: &worker, message, must_be_offered };
+        let applied = self.end_and_advance(&tx, &locked, &graph, end).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(Completed { duplicate: false, status: applied.status, node: applied.node })
+    }
+
+    /// The engine times out an expired lease (or a human node's clock). Returns false when the
+    /// job was no longer expired (completed or extended meanwhile).
+    pub async fn time_out(&self, job_id: i64) -> Result<bool, ServiceError> {
+        let mut client = self.pool().get().await.map_err(StoreError::from)?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let Some(locked) = jobs::lock_with_workflow(&tx, job_id).await? else { return Ok(false) };
+        let expired = locked.job.state == JobState::Active
+            && locked.job.lease_expires_at.is_some_and(|t| t <= locked.now);
+        if !expired {
+            return Ok(false);
+        }
+        let (graph, _) = self.graph(&tx, &locked.workflow.graph_name, locked.workflow.graph_version).await?;
+        let end = EndJob {
+            label: LABEL_TIMEOUT,
+            output: &Value::Object(Map::new()),
+            actor: "engine",
+            message: Some(match &locked.job.worker {
+                Some(w) => format!("lease of worker `{w}` ran out"),
+                None => "the node's timeout passed".into(),
+            }),
+            must_be_offered: false,
+        };
+        self.end_and_advance(&tx, &locked, &graph, end).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        if let Some(op) = &locked.job.operation {
+            self.metrics().job_timed_out(op);
+        }
+        Ok(true)
+    }
+
+    /// Ends the locked job with a label and advances its workflow (inside the caller's
+    /// transaction).
+    pub(crate) async fn end_and_advance(
+        &self,
+        tx: &impl GenericClient,
+        locked: &LockedJob,
+        graph: &Arc<Graph>,
+        end: EndJob<'_>,
+    ) -> Result<Applied, ServiceError> {
+        let LockedJob { job, workflow, .. } = locked;
+        let started = std::time::Instant::now();
+        let position = position_of(workflow);
+        if end.must_be_offered && rondo_engine::model::RESERVED_LABELS.contains(&end.label) {
+            return Err(ServiceError::InvalidArgument(format!(
+                "node `{}`: label `{}` is reserved for the engine; answer with one of: {} (report \
+                 failures with FailJob)",
+                job.node,
+                end.label,
+                graph.node(&job.node).map(|n| n.offered_labels().join(", ")).unwrap_or_default()
+            )));
+        }
+        let jitter: f64 = rand::random();
+        let step = advance::advance(graph, &position, end.label, jitter).map_err(|e| match e {
+            EngineError::LabelNotOffered { .. } if end.must_be_offered => ServiceError::InvalidArgument(e.to_string()),
+            other => ServiceError::Internal(other.to_string()),
+        })?;
+        let mut vars = workflow.vars.clone();
+        if let (Value::Object(vars), Value::Object(output)) = (&mut vars, end.output) {
+            for (k, v) in output {
+                vars.insert(k.clone(), v.clone());
+            }
+            if end.label == LABEL_ERROR {
+                if let Some(message) = &end.message {
+                    vars.insert("last_error".into(), Value::String(message.clone()));
+                }
+            }
+        }
+        self.check_size("vars", &vars)?;
+        jobs::end(
+            tx,
+            &JobEnd { id: job.id, state: JobState::Completed, label: Some(end.label), output: Some(end.output), ended_by: end.actor },
+        )
+        .await?;
+        let kind = if end.label == LABEL_TIMEOUT && !end.must_be_offered { EventKind::JobTimedOut } else { EventKind::JobCompleted };
+        let event = NewEvent {
+            node: Some(job.node.clone()),
+            label: Some(end.label.to_owned()),
+            job_id: Some(job.id),
+            attempt: Some(job.attempt),
+            message: end.message.clone(),
+            data: (end.output.as_object().is_some_and(|o| !o.is_empty())).then(|| json!({ "output": end.output })),
+            ..NewEvent::new(kind, end.actor)
+        };
+        let apply = Apply {
+            workflow_id: workflow.id,
+            graph,
+            step,
+            vars: &vars,
+            from: Some(&job.node),
+            previous_key: Some(&job.idempotency_key),
+            events: vec![event],
+            actor: "engine",
+            clear_deadline: false,
+        };
+        let applied = self.apply(tx, apply).await?;
+        if let Some(op) = &job.operation {
+            self.metrics().job_completed(op, end.label);
+        }
+        self.metrics().transition(started.elapsed());
+        Ok(applied)
+    }
+}
+
+/// How a job ends, for [`Service::end_and_advance`].
+pub(crate) struct EndJob<'a> {
+    /// The label.
+    pub label: &'a str,
+    /// Output merged into vars.
+    pub output: &'a Value,
+    /// Who ended it.
+    pub actor: &'a str,
+    /// Failure message or operator comment.
+    pub message: Option<String>,
+    /// True when a worker or operator chose the label, so it must be an offered one; false
+    /// for the labels the engine chooses (`timeout`, and `error` for FailJob).
+    pub must_be_offered: bool,
+}
+
+fn parse_token(token: &str) -> Result<Uuid, ServiceError> {
+    token.parse().map_err(|_| {
+        ServiceError::Aborted(format!("lease lost: `{token}` is not a lease token; use the job's `lease_token`"))
+    })
+}
+
+fn job_not_found(job_id: i64) -> ServiceError {
+    ServiceError::NotFound(format!("job {job_id} not found"))
+}
+
+fn lease_lost(job_id: i64, why: &str) -> ServiceError {
+    ServiceError::Aborted(format!("lease lost: job {job_id}: {why}; drop the result, the engine has moved on"))
+}
+
+fn cancelled(job_id: i64) -> ServiceError {
+    ServiceError::FailedPrecondition(format!(
+        "cancelled: job {job_id} was cancelled (its workflow was cancelled or moved on); stop working on it"
+    ))
+}

@@ -1,0 +1,209 @@
+//! Use cases. Each state change is ONE transaction: lock the workflow row, ask the pure engine
+//! what happens, and apply its answer through the store. Rule: no SQL here and no transport
+//! types; errors are [`ServiceError`], turned into gRPC statuses once, in `api/`.
+
+pub mod dispatch;
+pub mod graphs;
+pub mod inbox;
+pub mod jobs;
+pub mod step;
+pub mod sweeper;
+pub mod workflows;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rondo_engine::{Graph, GraphDef, Problem};
+use serde_json::{Map, Value};
+
+use crate::metrics::Metrics;
+use crate::store::{self, Pool, StoreError};
+
+pub use dispatch::Dispatcher;
+
+/// Errors of the service layer; each maps to exactly one gRPC status code in `api/`.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is malformed; the message says which field and how to fix it.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A graph definition failed validation.
+    #[error("graph is invalid: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidGraph {
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+    /// The named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The thing exists already in a different form.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The system is not in the state the request needs.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The request lost a race (a lease, or an operator's expected state).
+    #[error("{0}")]
+    Aborted(String),
+    /// The database is unreachable; retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or corrupt data; logged once, shown to clients as "internal error".
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::Pool(_) => ServiceError::Unavailable(e.to_string()),
+            StoreError::Db(db) if db.is_closed() || db.as_db_error().is_none() => {
+                ServiceError::Unavailable(e.to_string())
+            }
+            _ => ServiceError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// Limits and defaults the use cases apply.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Lease of a job whose node sets no timeout.
+    pub default_lease: Duration,
+    /// Largest JSON payload in bytes.
+    pub max_payload_bytes: usize,
+    /// Longest wait of a long poll.
+    pub max_poll_wait: Duration,
+}
+
+/// The use cases, shared by every gRPC service and background loop of one server.
+#[derive(Clone)]
+pub struct Service {
+    /// Connection pool; no connection is held while a poll waits.
+    pool: Pool,
+    /// Limits from the configuration.
+    limits: Arc<Limits>,
+    /// Validated graphs by (name, version): versions are immutable, so they never go stale.
+    graphs: Arc<RwLock<HashMap<(String, i32), Arc<Graph>>>>,
+    /// Waiting pollers and `AwaitWorkflow` calls, woken by notifications.
+    dispatch: Arc<Dispatcher>,
+    /// Prometheus metrics.
+    metrics: Arc<Metrics>,
+}
+
+impl Service {
+    /// Builds the service over a pool.
+    pub fn new(pool: Pool, limits: Limits, dispatch: Arc<Dispatcher>, metrics: Arc<Metrics>) -> Self {
+        Service { pool, limits: Arc::new(limits), graphs: Arc::default(), dispatch, metrics }
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The dispatcher.
+    pub fn dispatch(&self) -> &Arc<Dispatcher> {
+        &self.dispatch
+    }
+
+    /// Returns the validated graph of a stored version (0: the latest) and its version
+    /// number, from cache or the database.
+    pub(crate) async fn graph(
+        &self,
+        client: &impl store::GenericClient,
+        name: &str,
+        version: i32,
+    ) -> Result<(Arc<Graph>, i32), ServiceError> {
+        if let Some(g) = self.cached_graph(name, version) {
+            return Ok((g, version));
+        }
+        let record = store::graphs::get(client, name, version).await?.ok_or_else(|| {
+            ServiceError::NotFound(if version == 0 {
+                format!("graph `{name}` not found; apply it first with `rondo graph apply`")
+            } else {
+                format!("graph `{name}` has no version {version}; `rondo graph get {name}` shows the latest")
+            })
+        })?;
+        let def: GraphDef = serde_json::from_value(record.definition)
+            .map_err(|e| ServiceError::Internal(format!("stored graph `{name}` v{version}: {e}")))?;
+        let graph = def
+            .validate()
+            .map_err(|p| ServiceError::Internal(format!("stored graph `{name}` v{version} invalid: {p:?}")))?
+            .graph;
+        let graph = Arc::new(graph);
+        self.graphs
+            .write()
+            .expect("graph cache lock")
+            .insert((name.to_owned(), record.version), graph.clone());
+        Ok((graph, record.version))
+    }
+
+    fn cached_graph(&self, name: &str, version: i32) -> Option<Arc<Graph>> {
+        if version == 0 {
+            return None;
+        }
+        self.graphs.read().expect("graph cache lock").get(&(name.to_owned(), version)).cloned()
+    }
+
+    /// Parses a JSON object payload ("" means `{}`), enforcing the size limit.
+    pub(crate) fn parse_object(&self, field: &str, text: &str) -> Result<Map<String, Value>, ServiceError> {
+        if text.len() > self.limits.max_payload_bytes {
+            return Err(too_large(field, text.len(), self.limits.max_payload_bytes));
+        }
+        if text.trim().is_empty() {
+            return Ok(Map::new());
+        }
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(other) => Err(ServiceError::InvalidArgument(format!(
+                "`{field}` must be a JSON object, got {}; wrap the value, e.g. {{\"value\": ...}}",
+                json_kind(&other)
+            ))),
+            Err(e) => Err(ServiceError::InvalidArgument(format!("`{field}` is not valid JSON: {e}"))),
+        }
+    }
+
+    /// Checks a merged payload against the size limit.
+    pub(crate) fn check_size(&self, field: &str, value: &Value) -> Result<(), ServiceError> {
+        let len = value.to_string().len();
+        if len > self.limits.max_payload_bytes {
+            return Err(too_large(field, len, self.limits.max_payload_bytes));
+        }
+        Ok(())
+    }
+}
+
+fn too_large(field: &str, len: usize, max: usize) -> ServiceError {
+    ServiceError::InvalidArgument(format!(
+        "`{field}` is {len} bytes, over the limit of {max} bytes; store large data elsewhere and \
+         pass a reference"
+    ))
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Converts a count to the database's integer type, saturating.
+pub(crate) fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Milliseconds of a duration for the database, saturating.
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,417 @@
+//! Workflow use cases: start (with idempotency keys and delayed starts), read, list, history,
+//! await, and the operator actions cancel, move and retry.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rondo_engine::{EngineError, Position, advance};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::step::Apply;
+use super::{Service, ServiceError, millis};
+use crate::store::events::{self, EventKind, EventRecord, NewEvent};
+use crate::store::jobs::{self, JobEnd, JobRecord, JobState};
+use crate::store::workflows::{self, ListFilter, NewWorkflow, WorkflowRecord, WorkflowStatus};
+use crate::store::{GenericClient, listen};
+
+/// A request to start a workflow.
+#[derive(Debug, Clone, Default)]
+pub struct StartRequest {
+    /// Graph name.
+    pub graph: String,
+    /// Graph version; 0 for the latest.
+    pub version: u32,
+    /// Input JSON text ("" for `{}`).
+    pub input: String,
+    /// Idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Delayed start.
+    pub start_at: Option<DateTime<Utc>>,
+    /// Schedule starting it.
+    pub schedule_id: Option<String>,
+}
+
+/// A workflow with its current (or last) job.
+#[derive(Debug, Clone)]
+pub struct WorkflowView {
+    /// The workflow.
+    pub workflow: WorkflowRecord,
+    /// Its current or last job.
+    pub job: Option<JobRecord>,
+}
+
+/// Result of a start.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The workflow.
+    pub view: WorkflowView,
+    /// True when an idempotency key matched an existing workflow.
+    pub existing: bool,
+}
+
+/// Who performs an operator action, why, and what they saw.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorAction {
+    /// Operator identity.
+    pub operator: String,
+    /// Why.
+    pub reason: String,
+    /// The (node, step count) the operator saw; the action fails if the workflow moved on.
+    pub expected: Option<(String, u32)>,
+}
+
+/// One page of workflows.
+#[derive(Debug, Clone)]
+pub struct WorkflowPage {
+    /// Workflows, newest first.
+    pub workflows: Vec<WorkflowRecord>,
+    /// Token for the next page.
+    pub next_page_token: Option<String>,
+}
+
+/// Filters of a workflow listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest {
+    /// Only this graph.
+    pub graph: Option<String>,
+    /// Only this status.
+    pub status: Option<WorkflowStatus>,
+    /// Only at this node.
+    pub node: Option<String>,
+    /// Page size (0: 100).
+    pub page_size: u32,
+    /// Continue from a previous page.
+    pub page_token: Option<String>,
+}
+
+impl Service {
+    /// Starts a workflow, or returns the one its idempotency key already started.
+    pub async fn start_workflow(&self, req: StartRequest) -> Result<Started, ServiceError> {
+        if req.graph.is_empty() {
+            return Err(ServiceError::InvalidArgument("`graph` is required: name the graph to start".into()));
+        }
+        let input = Value::Object(self.parse_object("input", &req.input)?);
+        let request_hash = request_hash(&req, &input);
+        let mut client = self.pool().get().await.map_err(crate::store::StoreError::from)?;
+        let tx = client.transaction().await.map_err(crate::store::StoreError::from)?;
+        let (graph, version) = self.graph(&tx, &req.graph, super::to_i32(req.version)).await?;
+        let id = Uuid::now_v7();
+        let new = NewWorkflow {
+            id,
+            graph_name: &req.graph,
+            graph_version: version,
+            input: &input,
+            idempotency_key: req.idempotency_key.as_deref(),
+            request_hash: Some(&request_hash),
+            schedule_id: req.schedule_id.as_deref(),
+            start_at: req.start_at,
+            deadline_ms: graph.deadline().map(millis),
+        };
+        let Some(status) = workflows::insert(&tx, &new).await? else {
+            drop(tx);
+            let key = req.idempotency_key.as_deref().unwrap_or_default();
+            let existing = workflows::get_by_key(&client, key)
+                .await?
+                .ok_or_else(|| ServiceError::Internal(format!("idempotency key `{key}` vanished")))?;
+            if existing.request_hash.as_deref() != Some(request_hash.as_str()) {
+                return Err(ServiceError::AlreadyExists(format!(
+                    "idempotency key `{key}` already started workflow {} with a different request \
+                     (graph, version, input or start time); repeat the original request or use a new key",
+                    existing.id
+                )));
+            }
+            let view = self.view_with(&client, existing).await?;
+            return Ok(Started { view, existing: true });
+        };
+        let started = NewEvent {
+            data: Some(json!({ "graph": req.graph, "version": version, "start_at": req.start_at })),
+            ..NewEvent::new(EventKind::WorkflowStarted, "client")
+        };
+        if status == WorkflowStatus::Running {
+            let apply = Apply {
+                workflow_id: id,
+                graph: &graph,
+                step: advance::start(&graph),
+                vars: &input,
+                from: None,
+                previous_key: None,
+                events: vec![started],
+                actor: "engine",
+                clear_deadline: false,
+            };
+            self.apply(&tx, apply).await?;
+        } else {
+            events::append(&tx, id, &[started]).await?;
+        }
+        tx.commit().await.map_err(crate::store::StoreError::from)?;
+        Ok(Started { view: self.get_workflow(id).await?, existing: false })
+    }
+
+    /// Reads a workflow with its current job.
+    pub async fn get_workflow(&self, id: Uuid) -> Result<WorkflowView, ServiceError> {
+        let client = self.pool().get().await.map_err(crate::store::StoreError::from)?;
+        let workflow = workflows::get(&client, id).await?.ok_or_else(|| not_found(id))?;
+        self.view_with(&client, workflow).await
+    }
+
+    async fn view_with(
+        &self,
+        client: &impl GenericClient,
+        workflow: WorkflowRecord,
+    ) -> Result<WorkflowView, ServiceError> {
+        let job = match workflow.current_job_id {
+            Some(job_id) => jobs::get(client, job_id).await?,
+            None => None,
+        };
+        Ok(WorkflowView { workflow, job })
+    }
+
+    /// Lists workflows, newest first.
+    pub async fn list_workflows(&self, req: ListRequest) -> Result<WorkflowPage, ServiceError> {
+        let limit = page_size(req.page_size);
+        let after = req.page_token.as_deref().map(parse_page_token).transpose()?;
+        let client = self.pool().get().await.map_err(crate::store::StoreError::from)?;
+        let filter = ListFilter {
+            graph: req.graph.as_deref(),
+            status: req.status,
+            node: req.node.as_deref(),
+            after,
+            limit: limit + 1,
+        };
+        let mut rows = workflows::list(&client, &filter).await?;
+        let next_page_token = if rows.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+            rows.pop();
+            rows.last().map(|w| format!("{}_{}", w.created_at.timestamp_micros(), w.id))
+        } else {
+            None
+        };
+        Ok(WorkflowPage { workflows: rows, next_page_token })
+    }
+
+    /// Reads a workflow's history after `after_seq`, at most `limit` events (0: all).
+    pub async fn history(&self, id: Uuid, after_seq: i64, limit: u32) -> Result<Vec<EventRecord>, ServiceError> {
+        let client = self.pool().get().await.map_err(crate::store::StoreError::from)?;
+        if workflows::get(&client, id).await?.is_none() {
+            return Err(not_found(id));
+        }
+        let limit = if limit == 0 { i64::MAX } else { i64::from(limit) };
+        Ok(events::list(&client, id, after_seq, limit).await?)
+    }
+
+    /// Waits until the workflow is neither PENDING nor RUNNING, or `wait` (capped) runs out.
+    pub async fn await_workflow(&self, id: Uuid, wait: Duration) -> Result<(WorkflowView, bool), ServiceError> {
+        let deadline = tokio::time::Instant::now() + wait.min(self.limits.max_poll_wait);
+        loop {
+            let waiter = self.dispatch().watch_workflow(id);
+            let view = self.get_workflow(id).await?;
+            let done = !matches!(view.workflow.status, WorkflowStatus::Pending | WorkflowStatus::Running);
+            if done || tokio::time::Instant::now() >= deadline {
+                return Ok((view, done));
+            }
+            if !waiter.wait_until(deadline).await {
+                return Ok((self.get_workflow(id).await?, false));
+            }
+        }
+    }
+
+    /// Cancels a workflow and its job in hand. Cancelling a cancelled workflow changes nothing.
+    pub async fn cancel_workflow(&self, id: Uuid, reason: &str, operator: &str) -> Result<WorkflowView, ServiceError> {
+        let actor = actor_of(operator, "client");
+        let mut client = self.pool().get().await.map_err(crate::store::StoreError::from)?;
+        let tx = client.transaction().await.map_err(crate::store::StoreError::from)?;
+        let (wf, _) = workflows::lock(&tx, id).await?.ok_or_else(|| not_found(id))?;
+        match wf.status {
+            WorkflowStatus::Cancelled => {
+                drop(tx);
+                return self.view_with(&client, wf).await;
+            }
+            WorkflowStatus::Completed => {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "workflow {id} already completed with `{}`; there is nothing to cancel",
+                    wf.outcome.unwrap_or_default()
+                )));
+            }
+            WorkflowStatus::Pending | WorkflowStatus::Running | WorkflowStatus::Stuck => {}
+        }
+        let mut log = self.cancel_open_job(&tx, &wf, &actor, reason).await?;
+        log.push(NewEvent {
+            node: wf.current_node.clone(),
+            message: Some(non_empty(reason, "cancelled")),
+            ..NewEvent::new(EventKind::WorkflowCancelled, actor.as_str())
+        });
+        workflows::cancel(&tx, id).await?;
+        events::append(&tx, id, &log).await?;
+        listen::notify_workflow(&tx, id).await?;
+        tx.commit().await.map_err(crate::store::StoreError::from)?;
+        drop(client);
+        self.get_workflow(id).await
+    }
+
+    /// Operator escalation: moves a RUNNING or STUCK workflow to `to`, cancelling its job.
+    pub async fn move_workflow(&self, id: Uuid, to: &str, action: OperatorAction) -> Result<WorkflowView, ServiceError> {
+        self.operator_step(id, action, EventKind::OperatorMoved, |graph, pos| {
+            advance::move_to(graph, pos, to).map_err(|e| match e {
+                EngineError::UnknownNode { graph: g, node } => ServiceError::InvalidArgument(format!(
+                    "node `{node}` does not exist in graph `{g}`; move to one of: {}",
+                    graph.def().nodes.0.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+                )),
+                other => ServiceError::InvalidArgument(other.to_string()),
+            })
+        })
+        .await
+    }
+
+    /// Operator retry: creates the current node's job again with a fresh streak.
+    pub async fn retry_workflow(&self, id: Uuid, action: OperatorAction) -> Result<WorkflowView, ServiceError> {
+        self.operator_step(id, action, EventKind::OperatorRetried, |graph, pos| {
+            advance::retry_current(graph, pos).map_err(|e| ServiceError::FailedPrecondition(e.to_string()))
+        })
+        .await
+    }
+
+    async fn operator_step(
+        &self,
+        id: Uuid,
+        action: OperatorAction,
+        kind: EventKind,
+        decide: impl FnOnce(&rondo_engine::Graph, &Position) -> Result<rondo_engine::Step, ServiceError>,
+    ) -> Result<WorkflowView, ServiceError> {
+        if action.operator.trim().is_empty() {
+            return Err(ServiceError::InvalidArgument(
+                "`operator` is required for operator actions: pass --operator or set RONDO_OPERATOR".into(),
+            ));
+        }
+        if action.reason.trim().is_empty() {
+            return Err(ServiceError::InvalidArgument(
+                "`reason` is required for operator actions: say why, it is recorded in history".into(),
+            ));
+        }
+        let actor = actor_of(&action.operator, "operator");
+        let mut client = self.pool().get().await.map_err(crate::store::StoreError::from)?;
+        let tx = client.transaction().await.map_err(crate::store::StoreError::from)?;
+        let (wf, _) = workflows::lock(&tx, id).await?.ok_or_else(|| not_found(id))?;
+        if !matches!(wf.status, WorkflowStatus::Running | WorkflowStatus::Stuck) {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "workflow {id} is {}; only running or stuck workflows can be moved or retried",
+                wf.status.as_str()
+            )));
+        }
+        let node = wf.current_node.clone().unwrap_or_default();
+        if let Some((expected_node, expected_step)) = &action.expected {
+            if *expected_node != node || i64::from(*expected_step) != i64::from(wf.step_count) {
+                return Err(ServiceError::Aborted(format!(
+                    "workflow {id} changed since you looked: it is at `{node}` step {} (you saw `{expected_node}` \
+                     step {expected_step}); look again and decide on the new state",
+                    wf.step_count
+                )));
+            }
+        }
+        let (graph, _) = self.graph(&tx, &wf.graph_name, wf.graph_version).await?;
+        let position = position_of(&wf);
+        let step = decide(&graph, &position)?;
+        let previous_key = match wf.current_job_id {
+            Some(job_id) => jobs::get(&tx, job_id).await?.map(|j| j.idempotency_key),
+            None => None,
+        };
+        let mut log = self.cancel_open_job(&tx, &wf, &actor, &action.reason).await?;
+        let target = match &step.next {
+            rondo_engine::Next::Enter(e) => e.node.clone(),
+            _ => String::new(),
+        };
+        log.push(NewEvent {
+            node: Some(node.clone()),
+            message: Some(action.reason.clone()),
+            data: Some(json!({ "from": node, "to": target })),
+            ..NewEvent::new(kind, actor.as_str())
+        });
+        let apply = Apply {
+            workflow_id: id,
+            graph: &graph,
+            step,
+            vars: &wf.vars,
+            from: Some(&node),
+            previous_key: previous_key.as_deref(),
+            events: log,
+            actor: &actor,
+            clear_deadline: false,
+        };
+        self.apply(&tx, apply).await?;
+        tx.commit().await.map_err(crate::store::StoreError::from)?;
+        drop(client);
+        self.get_workflow(id).await
+    }
+
+    /// Cancels the workflow's open job, if any; returns the history to record.
+    pub(crate) async fn cancel_open_job(
+        &self,
+        tx: &impl GenericClient,
+        wf: &WorkflowRecord,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Vec<NewEvent>, ServiceError> {
+        let Some(job_id) = wf.current_job_id else { return Ok(Vec::new()) };
+        let Some(job) = jobs::get(tx, job_id).await? else { return Ok(Vec::new()) };
+        if !matches!(job.state, JobState::Ready | JobState::Active) {
+            return Ok(Vec::new());
+        }
+        jobs::end(tx, &JobEnd { id: job.id, state: JobState::Cancelled, label: None, output: None, ended_by: actor })
+            .await?;
+        Ok(vec![NewEvent {
+            node: Some(job.node.clone()),
+            job_id: Some(job.id),
+            attempt: Some(job.attempt),
+            message: Some(non_empty(reason, "cancelled")),
+            ..NewEvent::new(EventKind::JobCancelled, actor)
+        }])
+    }
+}
+
+/// The engine's view of where a workflow stands.
+pub(crate) fn position_of(wf: &WorkflowRecord) -> Position {
+    Position {
+        node: wf.current_node.clone().unwrap_or_default(),
+        step_count: u32::try_from(wf.step_count).unwrap_or(0),
+        streaks: wf.streaks.clone(),
+    }
+}
+
+/// `operator:<name>` for a named operator, else the fallback.
+pub(crate) fn actor_of(operator: &str, fallback: &str) -> String {
+    if operator.trim().is_empty() { fallback.to_owned() } else { format!("operator:{}", operator.trim()) }
+}
+
+pub(crate) fn not_found(id: Uuid) -> ServiceError {
+    ServiceError::NotFound(format!("workflow {id} not found"))
+}
+
+fn non_empty(s: &str, fallback: &str) -> String {
+    if s.trim().is_empty() { fallback.to_owned() } else { s.to_owned() }
+}
+
+/// Page size with the API's default and cap.
+pub(crate) fn page_size(requested: u32) -> i64 {
+    i64::from(match requested {
+        0 => 100,
+        n => n.min(1000),
+    })
+}
+
+fn parse_page_token(token: &str) -> Result<(DateTime<Utc>, Uuid), ServiceError> {
+    let bad = || ServiceError::InvalidArgument(format!("`page_token` `{token}` is not valid; pass the token of the previous page as is"));
+    let (micros, id) = token.split_once('_').ok_or_else(bad)?;
+    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    Ok((at, id.parse().map_err(|_| bad())?))
+}
+
+fn request_hash(req: &StartRequest, input: &Value) -> String {
+    let canonical = json!({
+        "graph": req.graph,
+        "version": req.version,
+        "input": input,
+        "start_at": req.start_at.map(|t| t.timestamp_micros()),
+    });
+    let digest = Sha256::digest(canonical.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

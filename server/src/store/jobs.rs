@@ -1,0 +1,449 @@
+//! Job rows: creating, claiming under `FOR UPDATE SKIP LOCKED`, heartbeats, ending.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use serde_json::Value;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// State of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Waiting for a worker.
+    Ready,
+    /// Leased to a worker, or waiting in the operator inbox.
+    Active,
+    /// Ended with a label.
+    Completed,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl JobState {
+    /// Name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Ready => "ready",
+            JobState::Active => "active",
+            JobState::Completed => "completed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "ready" => JobState::Ready,
+            "active" => JobState::Active,
+            "completed" => JobState::Completed,
+            "cancelled" => JobState::Cancelled,
+            other => return Err(StoreError::Corrupt(format!("job state `{other}`"))),
+        })
+    }
+}
+
+/// One job as stored.
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    /// Id.
+    pub id: i64,
+    /// Workflow id.
+    pub workflow_id: Uuid,
+    /// Node.
+    pub node: String,
+    /// Operation; None for human nodes.
+    pub operation: Option<String>,
+    /// State.
+    pub state: JobState,
+    /// Attempt number.
+    pub attempt: i32,
+    /// Idempotency key.
+    pub idempotency_key: String,
+    /// Node the workflow came from.
+    pub from_node: Option<String>,
+    /// Not handed out before.
+    pub available_at: DateTime<Utc>,
+    /// Lease length (or human reminder clock) in milliseconds.
+    pub timeout_ms: Option<i64>,
+    /// Required heartbeat interval in milliseconds.
+    pub heartbeat_ms: Option<i64>,
+    /// Lease token.
+    pub lease_token: Option<Uuid>,
+    /// End of the lease.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Worker holding it.
+    pub worker: Option<String>,
+    /// Last progress percent.
+    pub progress_percent: Option<i32>,
+    /// Last progress message.
+    pub progress_message: Option<String>,
+    /// Label it ended with.
+    pub label: Option<String>,
+    /// Output it ended with.
+    pub output: Option<Value>,
+    /// Who ended it.
+    pub ended_by: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Columns selected for a [`JobRecord`], prefixed `j.`.
+macro_rules! job_columns {
+    () => {
+        "j.id, j.workflow_id, j.node, j.operation, j.state, j.attempt, j.idempotency_key, \
+         j.from_node, j.available_at, j.timeout_ms, j.heartbeat_ms, j.lease_token, \
+         j.lease_expires_at, j.worker, j.progress_percent, j.progress_message, j.label, \
+         j.output, j.ended_by, j.created_at"
+    };
+}
+
+impl JobRecord {
+    /// Reads a row selected with `job_columns!()`.
+    pub fn from_row(row: &Row) -> Result<Self, StoreError> {
+        Ok(JobRecord {
+            id: row.try_get("id")?,
+            workflow_id: row.try_get("workflow_id")?,
+            node: row.try_get("node")?,
+            operation: row.try_get("operation")?,
+            state: JobState::parse(row.try_get("state")?)?,
+            attempt: row.try_get("attempt")?,
+            idempotency_key: row.try_get("idempotency_key")?,
+            from_node: row.try_get("from_node")?,
+            available_at: row.try_get("available_at")?,
+            timeout_ms: row.try_get("timeout_ms")?,
+            heartbeat_ms: row.try_get("heartbeat_ms")?,
+            lease_token: row.try_get("lease_token")?,
+            lease_expires_at: row.try_get("lease_expires_at")?,
+            worker: row.try_get("worker")?,
+            progress_percent: row.try_get("progress_percent")?,
+            progress_message: row.try_get("progress_message")?,
+            label: row.try_get("label")?,
+            output: row.try_get("output")?,
+            ended_by: row.try_get("ended_by")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+/// A job to create.
+#[derive(Debug)]
+pub struct NewJob<'a> {
+    /// Workflow id.
+    pub workflow_id: Uuid,
+    /// Node.
+    pub node: &'a str,
+    /// Operation; None for a human node (the job goes straight to the inbox).
+    pub operation: Option<&'a str>,
+    /// Attempt number.
+    pub attempt: i32,
+    /// Idempotency key.
+    pub idempotency_key: &'a str,
+    /// Node the workflow came from.
+    pub from_node: Option<&'a str>,
+    /// Delay before it may be handed out, in milliseconds.
+    pub delay_ms: i64,
+    /// Lease length, or the human node's reminder clock.
+    pub timeout_ms: Option<i64>,
+    /// Required heartbeat interval.
+    pub heartbeat_ms: Option<i64>,
+}
+
+const INSERT: &str = "INSERT INTO jobs (workflow_id, node, operation, state, attempt, \
+     idempotency_key, from_node, available_at, timeout_ms, heartbeat_ms, lease_expires_at) \
+     VALUES ($1, $2, $3, CASE WHEN $3::text IS NULL THEN 'active' ELSE 'ready' END, $4, $5, $6, \
+       now() + ($7::bigint * interval '1 millisecond'), $8, $9, \
+       CASE WHEN $3::text IS NULL THEN now() + ($8::bigint * interval '1 millisecond') END) \
+     RETURNING id, available_at";
+
+/// Creates a job; returns its id and when it becomes available.
+pub async fn insert(client: &impl GenericClient, job: &NewJob<'_>) -> Result<(i64, DateTime<Utc>), StoreError> {
+    let stmt = client.prepare_cached(INSERT).await?;
+    let row = client
+        .query_one(
+            &stmt,
+            &[
+                &job.workflow_id,
+                &job.node,
+                &job.operation,
+                &job.attempt,
+                &job.idempotency_key,
+                &job.from_node,
+                &job.delay_ms,
+                &job.timeout_ms,
+                &job.heartbeat_ms,
+            ],
+        )
+        .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// A claimed job with what the worker needs from its workflow.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    /// The job, now active.
+    pub job: JobRecord,
+    /// Graph name.
+    pub graph_name: String,
+    /// Graph version.
+    pub graph_version: i32,
+    /// The workflow's vars.
+    pub vars: Value,
+    /// The workflow's input.
+    pub input: Value,
+}
+
+/// Lease length: `timeout` from now, or with a heartbeat interval, the next heartbeat's due
+/// time bounded by the attempt's whole `timeout`.
+macro_rules! lease_expiry {
+    () => {
+        "CASE WHEN j.heartbeat_ms IS NULL THEN now() + j.timeout_ms * interval '1 millisecond' \
+         ELSE least(now() + j.heartbeat_ms * interval '1 millisecond', \
+                    coalesce(j.leased_at, now()) + j.timeout_ms * interval '1 millisecond') END"
+    };
+}
+
+const CLAIM: &str = concat!(
+    "WITH picked AS ( \
+       SELECT id FROM jobs \
+       WHERE state = 'ready' AND operation = ANY($1) AND available_at <= now() \
+       ORDER BY available_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
+     leased AS ( \
+       UPDATE jobs j SET state = 'active', lease_token = gen_random_uuid(), worker = $3, \
+         leased_at = now(), progress_percent = NULL, progress_message = NULL, \
+         lease_expires_at = ",
+    lease_expiry!(),
+    " FROM picked WHERE j.id = picked.id RETURNING j.*), \
+     logged AS ( \
+       INSERT INTO events (workflow_id, kind, node, job_id, attempt, actor) \
+       SELECT workflow_id, 'job_leased', node, id, attempt, $3 FROM leased) \
+     SELECT ",
+    job_columns!(),
+    ", w.graph_name, w.graph_version, w.vars, w.input \
+     FROM leased j JOIN workflows w ON w.id = j.workflow_id ORDER BY j.id"
+);
+
+/// Leases up to `limit` ready jobs of `operations` to `worker`, recording the lease events.
+pub async fn claim(
+    client: &impl GenericClient,
+    operations: &[String],
+    limit: i64,
+    worker: &str,
+) -> Result<Vec<ClaimedJob>, StoreError> {
+    let stmt = client.prepare_cached(CLAIM).await?;
+    let rows = client.query(&stmt, &[&operations, &limit, &worker]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ClaimedJob {
+                job: JobRecord::from_row(row)?,
+                graph_name: row.try_get("graph_name")?,
+                graph_version: row.try_get("graph_version")?,
+                vars: row.try_get("vars")?,
+                input: row.try_get("input")?,
+            })
+        })
+        .collect()
+}
+
+const HEARTBEAT: &str = concat!(
+    "UPDATE jobs j SET lease_expires_at = ",
+    lease_expiry!(),
+    ", progress_percent = coalesce($3, j.progress_percent), \
+       progress_message = coalesce($4, j.progress_message) \
+     WHERE j.id = $1 AND j.lease_token = $2 AND j.state = 'active' AND j.lease_expires_at > now() \
+     RETURNING j.lease_expires_at"
+);
+
+/// Extends a live lease and records progress; `None` when the lease is not live.
+pub async fn heartbeat(
+    client: &impl GenericClient,
+    id: i64,
+    token: Uuid,
+    progress: Option<(i32, &str)>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let stmt = client.prepare_cached(HEARTBEAT).await?;
+    let (percent, message) = progress.map_or((None, None), |(p, m)| (Some(p), Some(m)));
+    let row = client.query_opt(&stmt, &[&id, &token, &percent, &message]).await?;
+    row.map(|r| r.try_get(0).map_err(StoreError::from)).transpose()
+}
+
+const GET: &str = concat!("SELECT ", job_columns!(), " FROM jobs j WHERE j.id = $1");
+
+/// Reads one job.
+pub async fn get(client: &impl GenericClient, id: i64) -> Result<Option<JobRecord>, StoreError> {
+    let stmt = client.prepare_cached(GET).await?;
+    client.query_opt(&stmt, &[&id]).await?.as_ref().map(JobRecord::from_row).transpose()
+}
+
+const LOCK_WITH_WORKFLOW: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    ", ",
+    super::workflows::workflow_columns!(),
+    ", now() FROM jobs j JOIN workflows w ON w.id = j.workflow_id WHERE j.id = $1 FOR UPDATE OF w"
+);
+
+/// A job read together with its locked workflow and the database clock.
+#[derive(Debug, Clone)]
+pub struct LockedJob {
+    /// The job.
+    pub job: JobRecord,
+    /// Its workflow, locked until the transaction ends.
+    pub workflow: super::workflows::WorkflowRecord,
+    /// The database's `now()`, for lease checks.
+    pub now: DateTime<Utc>,
+}
+
+/// Reads a job and locks its workflow row, in one round trip.
+pub async fn lock_with_workflow(client: &impl GenericClient, id: i64) -> Result<Option<LockedJob>, StoreError> {
+    let stmt = client.prepare_cached(LOCK_WITH_WORKFLOW).await?;
+    let Some(row) = client.query_opt(&stmt, &[&id]).await? else {
+        return Ok(None);
+    };
+    // The two column lists share names (`id`, `created_at`), so the workflow's half is read
+    // by position.
+    let job = JobRecord::from_row(&row)?;
+    let workflow = super::workflows::WorkflowRecord::from_row_offset(&row, JOB_COLUMN_COUNT)?;
+    let now = row.try_get(JOB_COLUMN_COUNT + WORKFLOW_COLUMN_COUNT)?;
+    Ok(Some(LockedJob { job, workflow, now }))
+}
+
+/// Number of columns in `job_columns!()`.
+const JOB_COLUMN_COUNT: usize = 20;
+use super::workflows::WORKFLOW_COLUMN_COUNT;
+
+/// How a job ends.
+#[derive(Debug)]
+pub struct JobEnd<'a> {
+    /// Job id.
+    pub id: i64,
+    /// COMPLETED or CANCELLED.
+    pub state: JobState,
+    /// Label it ended with.
+    pub label: Option<&'a str>,
+    /// Output it ended with.
+    pub output: Option<&'a Value>,
+    /// Who ended it.
+    pub ended_by: &'a str,
+}
+
+const END: &str = "UPDATE jobs SET state = $2, label = $3, output = $4, ended_by = $5, \
+     ended_at = now() WHERE id = $1";
+
+/// Ends a job (the caller holds its workflow's lock).
+pub async fn end(client: &impl GenericClient, end: &JobEnd<'_>) -> Result<(), StoreError> {
+    let stmt = client.prepare_cached(END).await?;
+    client
+        .execute(&stmt, &[&end.id, &end.state.as_str(), &end.label, &end.output, &end.ended_by])
+        .await?;
+    Ok(())
+}
+
+const RELEASE: &str = "UPDATE jobs SET state = 'ready', lease_token = NULL, worker = NULL, \
+     lease_expires_at = NULL, leased_at = NULL, available_at = now() \
+     WHERE id = $1 AND lease_token = $2 AND state = 'active' AND operation IS NOT NULL \
+     RETURNING operation, workflow_id, node, attempt";
+
+/// Gives a leased job back; returns `(operation, workflow, node, attempt)` when it was live.
+pub async fn release(
+    client: &impl GenericClient,
+    id: i64,
+    token: Uuid,
+) -> Result<Option<(String, Uuid, String, i32)>, StoreError> {
+    let stmt = client.prepare_cached(RELEASE).await?;
+    let row = client.query_opt(&stmt, &[&id, &token]).await?;
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))).transpose()
+}
+
+const EXPIRED: &str = "SELECT id FROM jobs WHERE state = 'active' AND lease_expires_at <= now() \
+     ORDER BY lease_expires_at LIMIT $1";
+
+/// Active jobs whose lease (or reminder clock) has run out.
+pub async fn expired(client: &impl GenericClient, limit: i64) -> Result<Vec<i64>, StoreError> {
+    let stmt = client.prepare_cached(EXPIRED).await?;
+    let rows = client.query(&stmt, &[&limit]).await?;
+    rows.iter().map(|r| r.try_get(0).map_err(StoreError::from)).collect()
+}
+
+const READY_OPERATIONS: &str = "SELECT op FROM unnest($1::text[]) AS op WHERE EXISTS ( \
+       SELECT 1 FROM jobs WHERE state = 'ready' AND operation = op AND available_at <= now())";
+
+/// Which of `operations` have a job ready now (the safety net for lost notifications).
+pub async fn ready_operations(
+    client: &impl GenericClient,
+    operations: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let stmt = client.prepare_cached(READY_OPERATIONS).await?;
+    let rows = client.query(&stmt, &[&operations]).await?;
+    rows.iter().map(|r| r.try_get(0).map_err(StoreError::from)).collect()
+}
+
+const QUEUE_DEPTH: &str =
+    "SELECT operation, count(*) FROM jobs WHERE state = 'ready' GROUP BY operation";
+
+/// Ready jobs per operation, for metrics.
+pub async fn queue_depth(client: &impl GenericClient) -> Result<Vec<(String, i64)>, StoreError> {
+    let stmt = client.prepare_cached(QUEUE_DEPTH).await?;
+    let rows = client.query(&stmt, &[]).await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+}
+
+/// An open human task with its workflow's context.
+#[derive(Debug, Clone)]
+pub struct TaskRecord {
+    /// The job.
+    pub job: JobRecord,
+    /// Graph name.
+    pub graph_name: String,
+    /// Graph version.
+    pub graph_version: i32,
+    /// The workflow's vars.
+    pub vars: Value,
+    /// The workflow's input.
+    pub input: Value,
+}
+
+const INBOX: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    ", w.graph_name, w.graph_version, w.vars, w.input \
+     FROM jobs j JOIN workflows w ON w.id = j.workflow_id \
+     WHERE j.state = 'active' AND j.operation IS NULL \
+       AND ($1::text IS NULL OR w.graph_name = $1) AND ($2::text IS NULL OR j.node = $2) \
+       AND ($3::bigint IS NULL OR j.id = $3) AND j.id > $4 \
+     ORDER BY j.id LIMIT $5"
+);
+
+/// Filters for [`inbox`].
+#[derive(Debug, Default)]
+pub struct InboxFilter<'a> {
+    /// Only this graph.
+    pub graph: Option<&'a str>,
+    /// Only this node.
+    pub node: Option<&'a str>,
+    /// Only this job.
+    pub job_id: Option<i64>,
+    /// Continue after this job id.
+    pub after_id: i64,
+    /// Page size.
+    pub limit: i64,
+}
+
+/// Open human tasks, oldest first.
+pub async fn inbox(client: &impl GenericClient, f: &InboxFilter<'_>) -> Result<Vec<TaskRecord>, StoreError> {
+    let stmt = client.prepare_cached(INBOX).await?;
+    let rows = client
+        .query(&stmt, &[&f.graph, &f.node, &f.job_id, &f.after_id, &f.limit])
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(TaskRecord {
+                job: JobRecord::from_row(row)?,
+                graph_name: row.try_get("graph_name")?,
+                graph_version: row.try_get("graph_version")?,
+                vars: row.try_get("vars")?,
+                input: row.try_get("input")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,116 @@
+//! All SQL lives here: connection pool, migrations, rows to domain records, LISTEN/NOTIFY.
+//! Rule: queries are named constants with `$n` parameters and run through `prepare_cached`;
+//! functions take `&impl GenericClient` so they work inside or outside a transaction. No
+//! domain decisions are made here.
+
+pub mod events;
+pub mod graphs;
+pub mod jobs;
+pub mod listen;
+pub mod workflows;
+
+use std::time::Duration;
+
+pub use deadpool_postgres::{GenericClient, Pool, Transaction};
+use deadpool_postgres::{ManagerConfig, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+mod embedded {
+    refinery::embed_migrations!("../schema");
+}
+
+/// Key of the advisory lock held while migrating, so servers starting together take turns.
+const MIGRATION_LOCK_KEY: i64 = 0x726f_6e64_6f4d_6967; // "rondoMig"
+
+/// Errors of the store layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL could not be parsed.
+    #[error("invalid database url: {0}")]
+    BadUrl(String),
+    /// PostgreSQL reported an error or the connection failed.
+    #[error("database error: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    /// No connection could be taken from the pool.
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migration(#[from] refinery::Error),
+    /// A row held a value the code cannot interpret (a bug or a manual edit).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// True when the error is a unique-constraint violation (SQLSTATE 23505).
+    pub fn is_unique_violation(&self) -> bool {
+        self.sql_state() == Some(&SqlState::UNIQUE_VIOLATION)
+    }
+
+    /// True when the error is a serialization failure or deadlock worth retrying.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.sql_state(),
+            Some(s) if *s == SqlState::T_R_SERIALIZATION_FAILURE || *s == SqlState::T_R_DEADLOCK_DETECTED
+        )
+    }
+
+    fn sql_state(&self) -> Option<&SqlState> {
+        match self {
+            StoreError::Db(e) => e.code(),
+            _ => None,
+        }
+    }
+}
+
+/// Creates the connection pool.
+pub fn pool(database_url: &str, size: usize) -> Result<Pool, StoreError> {
+    let pg: tokio_postgres::Config =
+        database_url.parse().map_err(|e: tokio_postgres::Error| StoreError::BadUrl(e.to_string()))?;
+    let manager = deadpool_postgres::Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .build()
+        .map_err(|e| StoreError::BadUrl(e.to_string()))
+}
+
+/// Opens one dedicated connection (not pooled), driving it on a background task.
+pub async fn connect(database_url: &str) -> Result<tokio_postgres::Client, StoreError> {
+    let (client, connection) = tokio_postgres::connect(database_url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Applies pending migrations under an advisory lock, so several servers starting together
+/// are safe. Returns how many migrations were applied.
+pub async fn migrate(database_url: &str) -> Result<usize, StoreError> {
+    let mut client = connect(database_url).await?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+    let result = embedded::migrations::runner().run_async(&mut client).await;
+    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+    Ok(result?.applied_migrations().len())
+}
+
+/// Names and contents of the embedded migrations, so test support can key a migrated
+/// template database on them.
+pub fn migration_fingerprint() -> String {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| format!("{}:{}", m.name(), m.checksum()))
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,405 @@
+//! Workflow rows.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use rondo_engine::advance::Streak;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// Lifecycle state of a workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkflowStatus {
+    /// Waiting for its `start_at`.
+    Pending,
+    /// Walking its graph.
+    Running,
+    /// Took a terminal label.
+    Completed,
+    /// Cancelled.
+    Cancelled,
+    /// Needs an operator.
+    Stuck,
+}
+
+impl WorkflowStatus {
+    /// Name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowStatus::Pending => "pending",
+            WorkflowStatus::Running => "running",
+            WorkflowStatus::Completed => "completed",
+            WorkflowStatus::Cancelled => "cancelled",
+            WorkflowStatus::Stuck => "stuck",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "pending" => WorkflowStatus::Pending,
+            "running" => WorkflowStatus::Running,
+            "completed" => WorkflowStatus::Completed,
+            "cancelled" => WorkflowStatus::Cancelled,
+            "stuck" => WorkflowStatus::Stuck,
+            other => return Err(StoreError::Corrupt(format!("workflow status `{other}`"))),
+        })
+    }
+
+    /// True for COMPLETED and CANCELLED, which never change again.
+    pub fn is_final(self) -> bool {
+        matches!(self, WorkflowStatus::Completed | WorkflowStatus::Cancelled)
+    }
+}
+
+/// An incident recorded on a STUCK workflow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentRecord {
+    /// Machine-readable reason (`no_route`, `retries_exhausted`, ...).
+    pub reason: String,
+    /// Message for people.
+    pub message: String,
+    /// Node concerned.
+    pub node: String,
+    /// Label concerned, if any.
+    pub label: Option<String>,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+}
+
+/// One workflow as stored.
+#[derive(Debug, Clone)]
+pub struct WorkflowRecord {
+    /// Id.
+    pub id: Uuid,
+    /// Graph name.
+    pub graph_name: String,
+    /// Graph version.
+    pub graph_version: i32,
+    /// Status.
+    pub status: WorkflowStatus,
+    /// Node the workflow is at.
+    pub current_node: Option<String>,
+    /// Input given at start.
+    pub input: Value,
+    /// The workflow's memory.
+    pub vars: Value,
+    /// Steps taken.
+    pub step_count: i32,
+    /// Open retry streaks by node.
+    pub streaks: BTreeMap<String, Streak>,
+    /// Terminal label, once completed.
+    pub outcome: Option<String>,
+    /// Idempotency key given at start.
+    pub idempotency_key: Option<String>,
+    /// Hash of the start request.
+    pub request_hash: Option<String>,
+    /// Schedule that started it.
+    pub schedule_id: Option<String>,
+    /// Delayed start.
+    pub start_at: Option<DateTime<Utc>>,
+    /// Deadline, until it fires.
+    pub deadline_at: Option<DateTime<Utc>>,
+    /// Set while STUCK.
+    pub incident: Option<IncidentRecord>,
+    /// The job in hand.
+    pub current_job_id: Option<i64>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// When it completed or was cancelled.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// Columns selected for a [`WorkflowRecord`], prefixed `w.`: a macro so queries stay
+/// compile-time constants built with `concat!`.
+macro_rules! workflow_columns {
+    () => {
+        "w.id, w.graph_name, w.graph_version, w.status, w.current_node, w.input, w.vars, \
+         w.step_count, w.streaks, w.outcome, w.idempotency_key, w.request_hash, w.schedule_id, \
+         w.start_at, w.deadline_at, w.incident_reason, w.incident_message, w.incident_node, \
+         w.incident_label, w.incident_at, w.current_job_id, w.created_at, w.updated_at, w.ended_at"
+    };
+}
+pub(crate) use workflow_columns;
+
+impl WorkflowRecord {
+    /// Reads a row selected with `workflow_columns!()` first.
+    pub fn from_row(row: &Row) -> Result<Self, StoreError> {
+        Self::from_row_offset(row, 0)
+    }
+
+    /// Reads the `workflow_columns!()` that start at column `at` (after another record's
+    /// columns, whose names overlap, so columns are read by position).
+    pub fn from_row_offset(row: &Row, at: usize) -> Result<Self, StoreError> {
+        let streaks: Value = row.try_get(at + 8)?;
+        let streaks = serde_json::from_value(streaks)
+            .map_err(|e| StoreError::Corrupt(format!("workflow streaks: {e}")))?;
+        let incident = match row.try_get::<_, Option<String>>(at + 15)? {
+            Some(reason) => Some(IncidentRecord {
+                reason,
+                message: row.try_get::<_, Option<String>>(at + 16)?.unwrap_or_default(),
+                node: row.try_get::<_, Option<String>>(at + 17)?.unwrap_or_default(),
+                label: row.try_get(at + 18)?,
+                at: row.try_get::<_, Option<DateTime<Utc>>>(at + 19)?.unwrap_or_default(),
+            }),
+            None => None,
+        };
+        Ok(WorkflowRecord {
+            id: row.try_get(at)?,
+            graph_name: row.try_get(at + 1)?,
+            graph_version: row.try_get(at + 2)?,
+            status: WorkflowStatus::parse(row.try_get(at + 3)?)?,
+            current_node: row.try_get(at + 4)?,
+            input: row.try_get(at + 5)?,
+            vars: row.try_get(at + 6)?,
+            step_count: row.try_get(at + 7)?,
+            streaks,
+            outcome: row.try_get(at + 9)?,
+            idempotency_key: row.try_get(at + 10)?,
+            request_hash: row.try_get(at + 11)?,
+            schedule_id: row.try_get(at + 12)?,
+            start_at: row.try_get(at + 13)?,
+            deadline_at: row.try_get(at + 14)?,
+            incident,
+            current_job_id: row.try_get(at + 20)?,
+            created_at: row.try_get(at + 21)?,
+            updated_at: row.try_get(at + 22)?,
+            ended_at: row.try_get(at + 23)?,
+        })
+    }
+}
+
+/// A new workflow to insert.
+#[derive(Debug)]
+pub struct NewWorkflow<'a> {
+    /// Id.
+    pub id: Uuid,
+    /// Graph name.
+    pub graph_name: &'a str,
+    /// Graph version.
+    pub graph_version: i32,
+    /// Input.
+    pub input: &'a Value,
+    /// Idempotency key.
+    pub idempotency_key: Option<&'a str>,
+    /// Hash of the start request.
+    pub request_hash: Option<&'a str>,
+    /// Schedule that started it.
+    pub schedule_id: Option<&'a str>,
+    /// Delayed start.
+    pub start_at: Option<DateTime<Utc>>,
+    /// Graph deadline in milliseconds, counted from the start.
+    pub deadline_ms: Option<i64>,
+}
+
+const INSERT: &str = "INSERT INTO workflows AS w (id, graph_name, graph_version, status, input, vars, \
+     idempotency_key, request_hash, schedule_id, start_at, deadline_at) \
+     VALUES ($1, $2, $3, CASE WHEN $8::timestamptz > now() THEN 'pending' ELSE 'running' END, \
+       $4, $4, $5, $6, $7, $8, \
+       greatest(now(), coalesce($8, now())) + ($9::bigint * interval '1 millisecond')) \
+     ON CONFLICT (idempotency_key) DO NOTHING \
+     RETURNING w.status";
+
+/// Inserts a workflow, PENDING when its start time is ahead of the database clock and RUNNING
+/// otherwise; returns that status, or `None` when the idempotency key already exists.
+pub async fn insert(
+    client: &impl GenericClient,
+    new: &NewWorkflow<'_>,
+) -> Result<Option<WorkflowStatus>, StoreError> {
+    let stmt = client.prepare_cached(INSERT).await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &new.id,
+                &new.graph_name,
+                &new.graph_version,
+                new.input,
+                &new.idempotency_key,
+                &new.request_hash,
+                &new.schedule_id,
+                &new.start_at,
+                &new.deadline_ms,
+            ],
+        )
+        .await?;
+    rows.first().map(|r| WorkflowStatus::parse(r.try_get(0)?)).transpose()
+}
+
+const GET: &str = concat!("SELECT ", workflow_columns!(), " FROM workflows w WHERE w.id = $1");
+const GET_BY_KEY: &str =
+    concat!("SELECT ", workflow_columns!(), " FROM workflows w WHERE w.idempotency_key = $1");
+const LOCK: &str =
+    concat!("SELECT ", workflow_columns!(), ", now() FROM workflows w WHERE w.id = $1 FOR UPDATE");
+
+/// Reads one workflow.
+pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<WorkflowRecord>, StoreError> {
+    let stmt = client.prepare_cached(GET).await?;
+    client.query_opt(&stmt, &[&id]).await?.as_ref().map(WorkflowRecord::from_row).transpose()
+}
+
+/// Reads one workflow by idempotency key.
+pub async fn get_by_key(client: &impl GenericClient, key: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+    let stmt = client.prepare_cached(GET_BY_KEY).await?;
+    client.query_opt(&stmt, &[&key]).await?.as_ref().map(WorkflowRecord::from_row).transpose()
+}
+
+/// Locks one workflow row for a state change (the workflow row is the lock every transition
+/// of the workflow and its jobs takes first); returns it with the database clock.
+pub async fn lock(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<(WorkflowRecord, DateTime<Utc>)>, StoreError> {
+    let stmt = client.prepare_cached(LOCK).await?;
+    let Some(row) = client.query_opt(&stmt, &[&id]).await? else { return Ok(None) };
+    Ok(Some((WorkflowRecord::from_row(&row)?, row.try_get(WORKFLOW_COLUMN_COUNT)?)))
+}
+
+/// Number of columns in `workflow_columns!()`.
+pub const WORKFLOW_COLUMN_COUNT: usize = 24;
+
+/// Filters for [`list`].
+#[derive(Debug, Default)]
+pub struct ListFilter<'a> {
+    /// Only this graph.
+    pub graph: Option<&'a str>,
+    /// Only this status.
+    pub status: Option<WorkflowStatus>,
+    /// Only at this node.
+    pub node: Option<&'a str>,
+    /// Continue strictly after this (created_at, id), newest first.
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+    /// Page size.
+    pub limit: i64,
+}
+
+const LIST: &str = concat!(
+    "SELECT ",
+    workflow_columns!(),
+    " FROM workflows w \
+     WHERE ($1::text IS NULL OR w.graph_name = $1) \
+       AND ($2::text IS NULL OR w.status = $2) \
+       AND ($3::text IS NULL OR w.current_node = $3) \
+       AND ($4::timestamptz IS NULL OR (w.created_at, w.id) < ($4, $5)) \
+     ORDER BY w.created_at DESC, w.id DESC LIMIT $6"
+);
+
+/// Lists workflows, newest first.
+pub async fn list(client: &impl GenericClient, f: &ListFilter<'_>) -> Result<Vec<WorkflowRecord>, StoreError> {
+    let stmt = client.prepare_cached(LIST).await?;
+    let (after_at, after_id) = f.after.map_or((None, None), |(at, id)| (Some(at), Some(id)));
+    let status = f.status.map(WorkflowStatus::as_str);
+    let rows = client
+        .query(&stmt, &[&f.graph, &status, &f.node, &after_at, &after_id, &f.limit])
+        .await?;
+    rows.iter().map(WorkflowRecord::from_row).collect()
+}
+
+/// The state to write back after a step.
+#[derive(Debug)]
+pub struct WorkflowUpdate<'a> {
+    /// Id.
+    pub id: Uuid,
+    /// New status.
+    pub status: WorkflowStatus,
+    /// New node (None once completed).
+    pub current_node: Option<&'a str>,
+    /// New vars.
+    pub vars: &'a Value,
+    /// New step count.
+    pub step_count: i32,
+    /// New streaks.
+    pub streaks: &'a Value,
+    /// Outcome when completed.
+    pub outcome: Option<&'a str>,
+    /// Incident when STUCK.
+    pub incident: Option<(&'a str, &'a str, &'a str, Option<&'a str>)>,
+    /// The job created by the step; None keeps the last one (shown as the workflow's job).
+    pub current_job_id: Option<i64>,
+    /// Whether the deadline has fired (cleared so it fires once).
+    pub clear_deadline: bool,
+}
+
+const UPDATE: &str = "UPDATE workflows SET status = $2, current_node = $3, vars = $4, \
+     step_count = $5, streaks = $6, outcome = $7, incident_reason = $8, incident_message = $9, \
+     incident_node = $10, incident_label = $11, \
+     incident_at = CASE WHEN $8::text IS NULL THEN NULL ELSE now() END, \
+     current_job_id = coalesce($12, current_job_id), \
+     deadline_at = CASE WHEN $13 THEN NULL ELSE deadline_at END, updated_at = now(), \
+     ended_at = CASE WHEN $2 IN ('completed', 'cancelled') THEN now() ELSE NULL END \
+     WHERE id = $1";
+
+/// Writes a workflow's new state.
+pub async fn update(client: &impl GenericClient, u: &WorkflowUpdate<'_>) -> Result<(), StoreError> {
+    let stmt = client.prepare_cached(UPDATE).await?;
+    let (reason, message, node, label) = match u.incident {
+        Some((r, m, n, l)) => (Some(r), Some(m), Some(n), l),
+        None => (None, None, None, None),
+    };
+    client
+        .execute(
+            &stmt,
+            &[
+                &u.id,
+                &u.status.as_str(),
+                &u.current_node,
+                u.vars,
+                &u.step_count,
+                u.streaks,
+                &u.outcome,
+                &reason,
+                &message,
+                &node,
+                &label,
+                &u.current_job_id,
+                &u.clear_deadline,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+const CANCEL: &str = "UPDATE workflows SET status = 'cancelled', incident_reason = NULL, \
+     incident_message = NULL, incident_node = NULL, incident_label = NULL, incident_at = NULL, \
+     updated_at = now(), ended_at = now() WHERE id = $1";
+
+/// Marks a workflow CANCELLED (the caller holds its lock and has cancelled its job).
+pub async fn cancel(client: &impl GenericClient, id: Uuid) -> Result<(), StoreError> {
+    let stmt = client.prepare_cached(CANCEL).await?;
+    client.execute(&stmt, &[&id]).await?;
+    Ok(())
+}
+
+const DUE_PENDING: &str =
+    "SELECT id FROM workflows WHERE status = 'pending' AND start_at <= now() ORDER BY start_at LIMIT $1";
+
+/// PENDING workflows whose start time has come.
+pub async fn due_pending(client: &impl GenericClient, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+    let stmt = client.prepare_cached(DUE_PENDING).await?;
+    let rows = client.query(&stmt, &[&limit]).await?;
+    rows.iter().map(|r| r.try_get(0).map_err(StoreError::from)).collect()
+}
+
+const DUE_DEADLINES: &str = "SELECT id FROM workflows WHERE status IN ('running', 'stuck') \
+     AND deadline_at <= now() ORDER BY deadline_at LIMIT $1";
+
+/// RUNNING or STUCK workflows whose deadline has passed and not yet fired.
+pub async fn due_deadlines(client: &impl GenericClient, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+    let stmt = client.prepare_cached(DUE_DEADLINES).await?;
+    let rows = client.query(&stmt, &[&limit]).await?;
+    rows.iter().map(|r| r.try_get(0).map_err(StoreError::from)).collect()
+}
+
+const COUNT_BY_STATUS: &str = "SELECT status, count(*) FROM workflows GROUP BY status";
+
+/// Number of workflows per status, for metrics.
+pub async fn count_by_status(client: &impl GenericClient) -> Result<Vec<(String, i64)>, StoreError> {
+    let stmt = client.prepare_cached(COUNT_BY_STATUS).await?;
+    let rows = client.query(&stmt, &[]).await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: a real `rondo serve` in-process on port 0, real PostgreSQL (a fresh
+//! database per test), and real workers built on the SDK. One test binary for the crate, so
+//! it links once.
+
+mod support;
+
+mod graphs;
+mod workflows;

@@ -1,0 +1,232 @@
+//! Workflows advancing through graphs with SDK workers: happy and failure paths, idempotency,
+//! lease checks, cancellation, wake-ups across servers, and client errors.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rondo_example_worker::{Faults, register};
+use rondo_gen::v1;
+use rondo_server::testing::{TestDb, TestServer};
+use rondo_worker::{HandlerError, Job, Outcome};
+use serde_json::json;
+use tokio::sync::Notify;
+use tonic::Code;
+
+use crate::support::{self, await_done, clients, complete, example_graph, path, poll_one, put_yaml, run_worker, start};
+
+const ONE_STEP: &str = "
+name: one
+start: work
+nodes:
+  work:
+    operation: test.work
+    timeout: 30s
+    on: { done: ~, other: ~, error: ~ }
+";
+
+async fn order_server() -> (TestServer, support::Clients) {
+    let server = TestServer::start().await;
+    let mut c = clients(&server).await;
+    put_yaml(&mut c, &std::fs::read_to_string(example_graph("order")).unwrap()).await;
+    (server, c)
+}
+
+#[tokio::test]
+async fn order_graph_completes_along_its_happy_path() {
+    let (server, mut c) = order_server().await;
+    let worker = run_worker(&server, |b| register(b, &Faults::none(), Duration::ZERO));
+    let id = start(&mut c, "order", r#"{"order_id": "A-1", "amount": 4200}"#).await;
+    let wf = await_done(&mut c, &id, Duration::from_secs(20)).await;
+    assert_eq!(wf.status(), v1::WorkflowStatus::Completed, "{wf:?}");
+    assert_eq!(wf.outcome, "sent");
+    assert_eq!(path(&mut c, &id).await, ["reserve", "charge", "confirm"]);
+    let vars: serde_json::Value = serde_json::from_str(&wf.vars).unwrap();
+    assert_eq!(vars["order_id"], "A-1", "input stays in vars");
+    assert_eq!(vars["last_email"], "order_confirmed", "outputs merge into vars");
+    assert!(vars["charge_id"].as_str().unwrap().starts_with("ch-"));
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn order_graph_completes_along_its_failure_path() {
+    let (server, mut c) = order_server().await;
+    // Every charge declines; the other operations succeed.
+    let worker = run_worker(&server, |b| {
+        ["inventory.reserve", "inventory.release", "payments.charge", "email.send"].into_iter().fold(b, |b, op| {
+            b.handler(op, |job: Job| async move {
+                Ok(match job.operation() {
+                    "inventory.reserve" => Outcome::new("reserved"),
+                    "inventory.release" => Outcome::new("released"),
+                    "payments.charge" => Outcome::new("declined"),
+                    _ => Outcome::new("sent").with_output(json!({ "template": job.params()["template"] })),
+                })
+            })
+        })
+    });
+    let id = start(&mut c, "order", r#"{"order_id": "A-2"}"#).await;
+    let wf = await_done(&mut c, &id, Duration::from_secs(20)).await;
+    assert_eq!(wf.status(), v1::WorkflowStatus::Completed, "{wf:?}");
+    assert_eq!(path(&mut c, &id).await, ["reserve", "charge", "release", "notify_failure"]);
+    let vars: serde_json::Value = serde_json::from_str(&wf.vars).unwrap();
+    assert_eq!(vars["template"], "order_failed");
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_workflow_started_twice_with_one_idempotency_key_exists_once() {
+    let server = TestServer::start().await;
+    let mut c = clients(&server).await;
+    put_yaml(&mut c, ONE_STEP).await;
+    let req = v1::StartWorkflowRequest {
+        graph: "one".into(),
+        input: r#"{"a": 1}"#.into(),
+        idempotency_key: "order-77".into(),
+        ..Default::default()
+    };
+    let first = c.workflows.start_workflow(req.clone()).await.unwrap().into_inner();
+    let second = c.workflows.start_workflow(req.clone()).await.unwrap().into_inner();
+    assert!(!first.existing);
+    assert!(second.existing, "the repeat says it found the existing workflow");
+    assert_eq!(first.workflow.unwrap().id, second.workflow.unwrap().id);
+
+    let conflicting = v1::StartWorkflowRequest { input: r#"{"a": 2}"#.into(), ..req };
+    let err = c.workflows.start_workflow(conflicting).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    assert!(err.message().contains("order-77"), "{}", err.message());
+
+    let list = c.workflows.list_workflows(v1::ListWorkflowsRequest::default()).await.unwrap().into_inner();
+    assert_eq!(list.workflows.len(), 1);
+}
+
+#[tokio::test]
+async fn a_repeated_completion_is_harmless_and_a_stale_lease_is_aborted() {
+    let server = TestServer::start().await;
+    let mut c = clients(&server).await;
+    put_yaml(&mut c, ONE_STEP).await;
+    let id = start(&mut c, "one", "").await;
+    let job = poll_one(&mut c, "test.work").await;
+    assert_eq!(job.workflow_id, id);
+    assert_eq!(job.attempt, 1);
+    assert_eq!(job.labels, ["done", "other"], "reserved labels are not offered");
+
+    let mut stale = job.clone();
+    stale.lease_token = uuid::Uuid::new_v4().to_string();
+    let err = complete(&mut c, &stale, "done", "{}").await.unwrap_err();
+    assert_eq!(err.code(), Code::Aborted);
+    assert!(err.message().contains("lease lost"), "{}", err.message());
+
+    let first = complete(&mut c, &job, "done", r#"{"x": 1}"#).await.unwrap();
+    assert!(!first.duplicate);
+    assert_eq!(first.workflow_status(), v1::WorkflowStatus::Completed);
+    let again = complete(&mut c, &job, "done", r#"{"x": 1}"#).await.unwrap();
+    assert!(again.duplicate, "the same completion again succeeds with no new effect");
+    let other = complete(&mut c, &job, "other", "{}").await.unwrap_err();
+    assert_eq!(other.code(), Code::FailedPrecondition);
+
+    let events = support::history(&mut c, &id).await;
+    let completions = events.iter().filter(|e| e.kind() == v1::EventKind::JobCompleted).count();
+    assert_eq!(completions, 1, "the repeat added no history");
+}
+
+#[tokio::test]
+async fn client_mistakes_get_precise_status_codes() {
+    let db = TestDb::new().await;
+    let server = TestServer::start_with(&db.url, |cfg| cfg.max_payload_bytes = 1024).await;
+    let mut c = clients(&server).await;
+    put_yaml(&mut c, ONE_STEP).await;
+    let id = start(&mut c, "one", "").await;
+    let job = poll_one(&mut c, "test.work").await;
+
+    let err = complete(&mut c, &job, "nope", "{}").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("done") && err.message().contains("other"), "lists offered labels: {}", err.message());
+
+    let err = complete(&mut c, &job, "timeout", "{}").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "reserved labels are the engine's");
+
+    let big = format!(r#"{{"blob": "{}"}}"#, "x".repeat(2048));
+    let err = complete(&mut c, &job, "done", &big).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("limit"), "{}", err.message());
+
+    let err = complete(&mut c, &job, "done", "[1]").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    let mut unknown = job.clone();
+    unknown.id += 1000;
+    assert_eq!(complete(&mut c, &unknown, "done", "{}").await.unwrap_err().code(), Code::NotFound);
+    let missing = v1::GetWorkflowRequest { id: uuid::Uuid::new_v4().to_string() };
+    assert_eq!(c.workflows.get_workflow(missing).await.unwrap_err().code(), Code::NotFound);
+    let bad_id = v1::GetWorkflowRequest { id: "not-a-uuid".into() };
+    assert_eq!(c.workflows.get_workflow(bad_id).await.unwrap_err().code(), Code::InvalidArgument);
+    let no_graph = v1::StartWorkflowRequest { graph: "absent".into(), ..Default::default() };
+    assert_eq!(c.workflows.start_workflow(no_graph).await.unwrap_err().code(), Code::NotFound);
+
+    // None of the mistakes changed anything: the job is still leased and completes normally.
+    assert!(complete(&mut c, &job, "done", "{}").await.is_ok());
+    let wf = await_done(&mut c, &id, Duration::from_secs(5)).await;
+    assert_eq!(wf.status(), v1::WorkflowStatus::Completed);
+    assert_eq!(wf.step_count, 1);
+}
+
+#[tokio::test]
+async fn cancelling_a_workflow_reaches_the_running_handler() {
+    let server = TestServer::start().await;
+    let mut c = clients(&server).await;
+    put_yaml(&mut c, &ONE_STEP.replace("timeout: 30s", "timeout: 30s\n    heartbeat: 1s")).await;
+    let started = Arc::new(Notify::new());
+    let cancelled = Arc::new(Notify::new());
+    let (s, k) = (started.clone(), cancelled.clone());
+    let worker = run_worker(&server, move |b| {
+        b.handler("test.work", move |job: Job| {
+            let (s, k) = (s.clone(), k.clone());
+            async move {
+                s.notify_one();
+                job.cancelled().cancelled().await;
+                k.notify_one();
+                Err::<Outcome, _>(HandlerError::new("stopped: cancelled"))
+            }
+        })
+    });
+    let id = start(&mut c, "one", "").await;
+    tokio::time::timeout(Duration::from_secs(10), started.notified()).await.expect("handler starts");
+    let req = v1::CancelWorkflowRequest { id: id.clone(), reason: "customer changed their mind".into(), ..Default::default() };
+    let wf = c.workflows.cancel_workflow(req).await.unwrap().into_inner().workflow.unwrap();
+    assert_eq!(wf.status(), v1::WorkflowStatus::Cancelled);
+    tokio::time::timeout(Duration::from_secs(10), cancelled.notified())
+        .await
+        .expect("the handler's cancellation token fires");
+    let events = support::history(&mut c, &id).await;
+    assert!(events.iter().any(|e| e.kind() == v1::EventKind::JobCancelled));
+    assert!(events.iter().any(|e| e.kind() == v1::EventKind::WorkflowCancelled && e.message.contains("mind")));
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_created_through_one_server_wakes_a_poller_waiting_on_another() {
+    let a = TestServer::start().await;
+    let b = TestServer::start_with(a.db_url(), |_| {}).await;
+    let mut ca = clients(&a).await;
+    let mut cb = clients(&b).await;
+    put_yaml(&mut ca, ONE_STEP).await;
+    let poll = tokio::spawn(async move {
+        let req = v1::PollJobsRequest {
+            worker: "on-b".into(),
+            operations: vec!["test.work".into()],
+            max_jobs: 1,
+            wait: Some(Duration::from_secs(20).try_into().unwrap()),
+        };
+        let jobs = cb.workers.poll_jobs(req).await.unwrap().into_inner().jobs;
+        (jobs, Instant::now())
+    });
+    // Let the poll reach server B and start waiting (a waiting poll holds no connection).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let id = start(&mut ca, "one", "").await;
+    let (jobs, received) = poll.await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].workflow_id, id);
+    let latency = received - started;
+    println!("cross-server dispatch: {latency:?}");
+    assert!(latency < Duration::from_millis(500), "woken by notification, not by re-check: {latency:?}");
+}
