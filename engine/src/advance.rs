@@ -167,14 +167,24 @@ pub enum EngineError {
 
 /// Where a new workflow starts.
 pub fn start(graph: &Graph) -> Step {
-    let position = Position { node: graph.def().start.clone(), ..Position::default() };
+    let position = Position {
+        node: graph.def().start.clone(),
+        ..Position::default()
+    };
     enter_fresh(graph, position, graph.def().start.clone())
 }
 
 /// One step: the job at `pos.node` ended with `label`. `jitter` is a number in `[0, 1)` that
 /// lengthens a retry delay by up to [`JITTER_FRACTION`].
-pub fn advance(graph: &Graph, pos: &Position, label: &str, jitter: f64) -> Result<Step, EngineError> {
-    let node = graph.node(&pos.node).ok_or_else(|| unknown_node(graph, &pos.node))?;
+pub fn advance(
+    graph: &Graph,
+    pos: &Position,
+    label: &str,
+    jitter: f64,
+) -> Result<Step, EngineError> {
+    let node = graph
+        .node(&pos.node)
+        .ok_or_else(|| unknown_node(graph, &pos.node))?;
     let Some(edge) = node.edge(label) else {
         if RESERVED_LABELS.contains(&label) {
             let incident = Incident {
@@ -190,7 +200,11 @@ pub fn advance(graph: &Graph, pos: &Position, label: &str, jitter: f64) -> Resul
             let mut position = pos.clone();
             position.step_count += 1;
             position.streaks.remove(&pos.node);
-            return Ok(Step { next: Next::Stuck(incident), position, retry: None });
+            return Ok(Step {
+                next: Next::Stuck(incident),
+                position,
+                retry: None,
+            });
         }
         return Err(EngineError::LabelNotOffered {
             node: pos.node.clone(),
@@ -216,13 +230,25 @@ pub fn advance(graph: &Graph, pos: &Position, label: &str, jitter: f64) -> Resul
         (Route::Node(to), Some(RetryNote::Scheduled { delay, .. })) => {
             let same_key = to == pos.node;
             let attempt = attempt_at(&position, &to);
-            Next::Enter(Entry { node: to, attempt, delay: *delay, same_key })
+            Next::Enter(Entry {
+                node: to,
+                attempt,
+                delay: *delay,
+                same_key,
+            })
         }
         (Route::Node(to), _) => {
             let attempt = attempt_at(&position, &to);
-            Next::Enter(Entry { node: to, attempt, delay: Duration::ZERO, same_key: false })
+            Next::Enter(Entry {
+                node: to,
+                attempt,
+                delay: Duration::ZERO,
+                same_key: false,
+            })
         }
-        (Route::Terminal, _) => Next::Complete { outcome: label.to_owned() },
+        (Route::Terminal, _) => Next::Complete {
+            outcome: label.to_owned(),
+        },
         (Route::Exhausted, _) => Next::Stuck(Incident {
             reason: IncidentReason::RetriesExhausted,
             node: pos.node.clone(),
@@ -238,7 +264,11 @@ pub fn advance(graph: &Graph, pos: &Position, label: &str, jitter: f64) -> Resul
     if let Next::Enter(entry) = &next {
         position.node = entry.node.clone();
     }
-    Ok(Step { next, position, retry })
+    Ok(Step {
+        next,
+        position,
+        retry,
+    })
 }
 
 /// The deadline passed: go to `on_deadline`, or become STUCK when the graph has none.
@@ -284,17 +314,32 @@ pub fn retry_current(graph: &Graph, pos: &Position) -> Result<Step, EngineError>
     let mut position = pos.clone();
     position.step_count += 1;
     position.streaks.remove(&pos.node);
-    let entry = Entry { node: pos.node.clone(), attempt: 1, delay: Duration::ZERO, same_key: true };
-    Ok(Step { next: Next::Enter(entry), position, retry: None })
+    let entry = Entry {
+        node: pos.node.clone(),
+        attempt: 1,
+        delay: Duration::ZERO,
+        same_key: true,
+    };
+    Ok(Step {
+        next: Next::Enter(entry),
+        position,
+        retry: None,
+    })
 }
 
 /// The delay before retry number `retry` (from 1) of a budget, before jitter is added:
 /// `delay * backoff^(retry-1)`, bounded by `max_delay`.
 pub fn backoff_delay(budget: &Retry, retry: u32) -> Duration {
-    let factor = if budget.backoff > 0.0 { budget.backoff } else { 1.0 };
+    let factor = if budget.backoff > 0.0 {
+        budget.backoff
+    } else {
+        1.0
+    };
     let exponent = i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX);
     let secs = budget.delay.as_secs_f64() * factor.powi(exponent);
-    let capped = budget.max_delay.map_or(secs, |max| secs.min(max.as_secs_f64()));
+    let capped = budget
+        .max_delay
+        .map_or(secs, |max| secs.min(max.as_secs_f64()));
     Duration::try_from_secs_f64(capped).unwrap_or(Duration::MAX)
 }
 
@@ -304,7 +349,9 @@ pub fn jittered_delay(budget: &Retry, retry: u32, jitter: f64) -> Duration {
     let base = backoff_delay(budget, retry);
     let extra = base.mul_f64(JITTER_FRACTION * jitter.clamp(0.0, 1.0));
     let total = base.saturating_add(extra);
-    budget.max_delay.map_or(total, |max| total.min(max.max(base)))
+    budget
+        .max_delay
+        .map_or(total, |max| total.min(max.max(base)))
 }
 
 enum Route {
@@ -335,9 +382,19 @@ fn take_retry_edge(
         let route = edge.exhausted.clone().map_or(Route::Exhausted, Route::Node);
         return (route, Some(RetryNote::Exhausted { max: budget.max }));
     }
-    position.streaks.insert(source, Streak { label: edge.label.clone(), count });
+    position.streaks.insert(
+        source,
+        Streak {
+            label: edge.label.clone(),
+            count,
+        },
+    );
     let delay = jittered_delay(&budget, count, jitter);
-    let note = RetryNote::Scheduled { retry: count, max: budget.max, delay };
+    let note = RetryNote::Scheduled {
+        retry: count,
+        max: budget.max,
+        delay,
+    };
     (edge.to.clone().into(), Some(note))
 }
 
@@ -346,11 +403,24 @@ fn enter_fresh(graph: &Graph, mut position: Position, to: String) -> Step {
     if position.step_count > graph.max_steps() {
         let from = position.node.clone();
         let incident = step_limit(graph, &from, "", &to);
-        return Step { next: Next::Stuck(incident), position, retry: None };
+        return Step {
+            next: Next::Stuck(incident),
+            position,
+            retry: None,
+        };
     }
     position.node = to.clone();
-    let entry = Entry { node: to, attempt: 1, delay: Duration::ZERO, same_key: false };
-    Step { next: Next::Enter(entry), position, retry: None }
+    let entry = Entry {
+        node: to,
+        attempt: 1,
+        delay: Duration::ZERO,
+        same_key: false,
+    };
+    Step {
+        next: Next::Enter(entry),
+        position,
+        retry: None,
+    }
 }
 
 fn attempt_at(position: &Position, node: &str) -> u32 {
@@ -373,7 +443,10 @@ fn step_limit(graph: &Graph, from: &str, label: &str, to: &str) -> Incident {
 }
 
 fn unknown_node(graph: &Graph, node: &str) -> EngineError {
-    EngineError::UnknownNode { graph: graph.name().to_owned(), node: node.to_owned() }
+    EngineError::UnknownNode {
+        graph: graph.name().to_owned(),
+        node: node.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -413,7 +486,10 @@ nodes:
     }
 
     fn at(node: &str) -> Position {
-        Position { node: node.to_owned(), ..Position::default() }
+        Position {
+            node: node.to_owned(),
+            ..Position::default()
+        }
     }
 
     /// Runs `labels` from the start; returns every step.
@@ -430,7 +506,12 @@ nodes:
     }
 
     fn entry(node: &str, attempt: u32, delay_ms: u64, same_key: bool) -> Next {
-        Next::Enter(Entry { node: node.to_owned(), attempt, delay: Duration::from_millis(delay_ms), same_key })
+        Next::Enter(Entry {
+            node: node.to_owned(),
+            attempt,
+            delay: Duration::from_millis(delay_ms),
+            same_key,
+        })
     }
 
     #[test]
@@ -452,7 +533,11 @@ nodes:
             Case {
                 name: "retries back off and keep the idempotency key",
                 labels: &["error", "error", "error"],
-                expected: &[("a", 2, 1000, true), ("a", 3, 2000, true), ("a", 4, 3000, true)],
+                expected: &[
+                    ("a", 2, 1000, true),
+                    ("a", 3, 2000, true),
+                    ("a", 4, 3000, true),
+                ],
             },
             Case {
                 name: "another label from the node resets the streak",
@@ -468,19 +553,32 @@ nodes:
             Case {
                 name: "switching between retry labels starts a new streak",
                 labels: &["error", "timeout", "error"],
-                expected: &[("a", 2, 1000, true), ("a", 2, 0, true), ("a", 2, 1000, true)],
+                expected: &[
+                    ("a", 2, 1000, true),
+                    ("a", 2, 0, true),
+                    ("a", 2, 1000, true),
+                ],
             },
             Case {
                 name: "a retry edge to another node gives a fresh key; its source keeps counting",
                 labels: &["ok", "later", "ok", "later"],
-                expected: &[("b", 1, 0, false), ("a", 1, 10_000, false), ("b", 2, 0, false), ("a", 1, 10_000, false)],
+                expected: &[
+                    ("b", 1, 0, false),
+                    ("a", 1, 10_000, false),
+                    ("b", 2, 0, false),
+                    ("a", 1, 10_000, false),
+                ],
             },
         ];
         let graph = graph(GRAPH);
         for case in cases {
             let steps = run(&graph, case.labels);
             let got: Vec<Next> = steps.into_iter().map(|s| s.next).collect();
-            let want: Vec<Next> = case.expected.iter().map(|&(n, a, d, k)| entry(n, a, d, k)).collect();
+            let want: Vec<Next> = case
+                .expected
+                .iter()
+                .map(|&(n, a, d, k)| entry(n, a, d, k))
+                .collect();
             assert_eq!(got, want, "{}", case.name);
         }
     }
@@ -489,7 +587,14 @@ nodes:
     fn retry_streak_is_counted_across_a_cycle() {
         let graph = graph(GRAPH);
         let steps = run(&graph, &["ok", "later", "ok", "later", "ok", "later"]);
-        assert_eq!(steps[3].retry, Some(RetryNote::Scheduled { retry: 2, max: 2, delay: Duration::from_secs(10) }));
+        assert_eq!(
+            steps[3].retry,
+            Some(RetryNote::Scheduled {
+                retry: 2,
+                max: 2,
+                delay: Duration::from_secs(10)
+            })
+        );
         assert_eq!(steps[5].retry, Some(RetryNote::Exhausted { max: 2 }));
         match &steps[5].next {
             Next::Stuck(incident) => assert_eq!(incident.reason, IncidentReason::RetriesExhausted),
@@ -501,15 +606,29 @@ nodes:
     fn retry_budget_exhausted_takes_exhausted_route() {
         let graph = graph(GRAPH);
         let steps = run(&graph, &["error", "error", "error", "error"]);
-        assert!(steps[..3].iter().all(|s| matches!(s.retry, Some(RetryNote::Scheduled { .. }))));
+        assert!(
+            steps[..3]
+                .iter()
+                .all(|s| matches!(s.retry, Some(RetryNote::Scheduled { .. })))
+        );
         assert_eq!(steps[3].retry, Some(RetryNote::Exhausted { max: 3 }));
         assert_eq!(steps[3].next, entry("fix", 1, 0, false));
-        assert!(!steps[3].position.streaks.contains_key("a"), "the exhausted route resets the streak");
+        assert!(
+            !steps[3].position.streaks.contains_key("a"),
+            "the exhausted route resets the streak"
+        );
         // Back at `a` from the operator, the budget is whole again.
         let back = advance(&graph, &steps[3].position, "retry", 0.0).unwrap();
         assert_eq!(back.next, entry("a", 1, 0, false));
         let again = advance(&graph, &back.position, "error", 0.0).unwrap();
-        assert_eq!(again.retry, Some(RetryNote::Scheduled { retry: 1, max: 3, delay: Duration::from_secs(1) }));
+        assert_eq!(
+            again.retry,
+            Some(RetryNote::Scheduled {
+                retry: 1,
+                max: 3,
+                delay: Duration::from_secs(1)
+            })
+        );
     }
 
     #[test]
@@ -517,10 +636,21 @@ nodes:
         let graph = graph(GRAPH);
         let steps = run(&graph, &["timeout", "timeout", "timeout"]);
         assert_eq!(steps[1].next, entry("a", 3, 0, true));
-        let Next::Stuck(incident) = &steps[2].next else { panic!("expected stuck, got {:?}", steps[2].next) };
+        let Next::Stuck(incident) = &steps[2].next else {
+            panic!("expected stuck, got {:?}", steps[2].next)
+        };
         assert_eq!(incident.reason, IncidentReason::RetriesExhausted);
-        assert_eq!((incident.node.as_str(), incident.label.as_deref()), ("a", Some("timeout")));
-        assert!(incident.message.contains("retry budget of `timeout` (2) is spent"), "{}", incident.message);
+        assert_eq!(
+            (incident.node.as_str(), incident.label.as_deref()),
+            ("a", Some("timeout"))
+        );
+        assert!(
+            incident
+                .message
+                .contains("retry budget of `timeout` (2) is spent"),
+            "{}",
+            incident.message
+        );
         assert_eq!(steps[2].position.node, "a");
     }
 
@@ -529,10 +659,14 @@ nodes:
         let graph = graph(GRAPH);
         for label in ["error", "timeout"] {
             let step = advance(&graph, &at("b"), label, 0.0).unwrap();
-            let Next::Stuck(incident) = step.next else { panic!("expected stuck") };
+            let Next::Stuck(incident) = step.next else {
+                panic!("expected stuck")
+            };
             assert_eq!(incident.reason, IncidentReason::NoRoute);
             assert_eq!(incident.label.as_deref(), Some(label));
-            assert!(incident.message.contains(&format!("node `b` ended with `{label}` but has no `{label}` edge")));
+            assert!(incident.message.contains(&format!(
+                "node `b` ended with `{label}` but has no `{label}` edge"
+            )));
             assert_eq!(step.position.step_count, 1);
         }
     }
@@ -549,14 +683,22 @@ nodes:
                 offered: vec!["ok".to_owned(), "done".to_owned()],
             }
         );
-        assert_eq!(err.to_string(), "node `a`: label `refunded` is not offered; answer with one of: ok, done");
+        assert_eq!(
+            err.to_string(),
+            "node `a`: label `refunded` is not offered; answer with one of: ok, done"
+        );
     }
 
     #[test]
     fn terminal_label_completes_with_it_as_outcome() {
         let graph = graph(GRAPH);
         let step = advance(&graph, &at("a"), "done", 0.0).unwrap();
-        assert_eq!(step.next, Next::Complete { outcome: "done".to_owned() });
+        assert_eq!(
+            step.next,
+            Next::Complete {
+                outcome: "done".to_owned()
+            }
+        );
         assert_eq!(step.position.step_count, 1);
     }
 
@@ -564,7 +706,10 @@ nodes:
     fn position_at_unknown_node_is_an_error() {
         let graph = graph(GRAPH);
         let err = advance(&graph, &at("gone"), "ok", 0.0).unwrap_err();
-        assert_eq!(err.to_string(), "node `gone` does not exist in graph `rules`");
+        assert_eq!(
+            err.to_string(),
+            "node `gone` does not exist in graph `rules`"
+        );
         assert!(move_to(&graph, &at("a"), "gone").is_err());
         assert!(retry_current(&graph, &at("gone")).is_err());
     }
@@ -575,23 +720,52 @@ nodes:
         let mut position = at("a");
         position.step_count = 19;
         let step = advance(&graph, &position, "ok", 0.0).unwrap();
-        assert_eq!(step.next, entry("b", 1, 0, false), "the 20th step is within max_steps: 20");
+        assert_eq!(
+            step.next,
+            entry("b", 1, 0, false),
+            "the 20th step is within max_steps: 20"
+        );
         let step = advance(&graph, &step.position, "back", 0.0).unwrap();
-        let Next::Stuck(incident) = step.next else { panic!("expected stuck") };
+        let Next::Stuck(incident) = step.next else {
+            panic!("expected stuck")
+        };
         assert_eq!(incident.reason, IncidentReason::StepLimit);
-        assert_eq!((incident.node.as_str(), incident.label.as_deref()), ("b", Some("back")));
-        assert!(incident.message.contains("step limit of graph `rules` (20 steps)"), "{}", incident.message);
+        assert_eq!(
+            (incident.node.as_str(), incident.label.as_deref()),
+            ("b", Some("back"))
+        );
+        assert!(
+            incident
+                .message
+                .contains("step limit of graph `rules` (20 steps)"),
+            "{}",
+            incident.message
+        );
         // Completing is always allowed, even past the limit.
         let mut late = at("a");
         late.step_count = 40;
-        assert_eq!(advance(&graph, &late, "done", 0.0).unwrap().next, Next::Complete { outcome: "done".to_owned() });
+        assert_eq!(
+            advance(&graph, &late, "done", 0.0).unwrap().next,
+            Next::Complete {
+                outcome: "done".to_owned()
+            }
+        );
     }
 
     #[test]
     fn deadline_moves_to_on_deadline_or_gets_stuck() {
-        let with_route = graph(&GRAPH.replace("max_steps: 20", "max_steps: 20\ndeadline: 1h\non_deadline: fix"));
+        let with_route = graph(&GRAPH.replace(
+            "max_steps: 20",
+            "max_steps: 20\ndeadline: 1h\non_deadline: fix",
+        ));
         let mut position = at("a");
-        position.streaks.insert("fix".to_owned(), Streak { label: "x".to_owned(), count: 2 });
+        position.streaks.insert(
+            "fix".to_owned(),
+            Streak {
+                label: "x".to_owned(),
+                count: 2,
+            },
+        );
         let step = deadline_passed(&with_route, &position);
         assert_eq!(step.next, entry("fix", 1, 0, false));
         assert_eq!(step.position.node, "fix");
@@ -599,7 +773,9 @@ nodes:
 
         let without = graph(&GRAPH.replace("max_steps: 20", "max_steps: 20\ndeadline: 1h"));
         let step = deadline_passed(&without, &at("b"));
-        let Next::Stuck(incident) = step.next else { panic!("expected stuck") };
+        let Next::Stuck(incident) = step.next else {
+            panic!("expected stuck")
+        };
         assert_eq!(incident.reason, IncidentReason::Deadline);
         assert_eq!((incident.node.as_str(), incident.label), ("b", None));
         assert_eq!(step.position.step_count, 1);
@@ -641,24 +817,55 @@ nodes:
             (budget(1000, 2.0, Some(60_000)), 1000, 60_000),
         ];
         for (retry, n, expected_ms) in cases {
-            assert_eq!(backoff_delay(&retry, n), Duration::from_millis(expected_ms), "{retry:?} retry {n}");
+            assert_eq!(
+                backoff_delay(&retry, n),
+                Duration::from_millis(expected_ms),
+                "{retry:?} retry {n}"
+            );
         }
     }
 
     #[test]
     fn jitter_only_lengthens_by_up_to_ten_percent_within_max_delay() {
-        let retry = Retry { max: 5, delay: Duration::from_secs(10), backoff: 2.0, max_delay: Some(Duration::from_secs(25)) };
+        let retry = Retry {
+            max: 5,
+            delay: Duration::from_secs(10),
+            backoff: 2.0,
+            max_delay: Some(Duration::from_secs(25)),
+        };
         assert_eq!(jittered_delay(&retry, 1, 0.0), Duration::from_secs(10));
-        assert_eq!(jittered_delay(&retry, 1, 0.5), Duration::from_millis(10_500));
-        assert_eq!(jittered_delay(&retry, 1, 0.999), Duration::from_secs(10).mul_f64(1.0999));
-        assert_eq!(jittered_delay(&retry, 2, 0.999), Duration::from_millis(21_998));
-        assert_eq!(jittered_delay(&retry, 3, 0.9), Duration::from_secs(25), "capped by max_delay");
-        assert_eq!(jittered_delay(&retry, 1, -3.0), Duration::from_secs(10), "never shorter");
+        assert_eq!(
+            jittered_delay(&retry, 1, 0.5),
+            Duration::from_millis(10_500)
+        );
+        assert_eq!(
+            jittered_delay(&retry, 1, 0.999),
+            Duration::from_secs(10).mul_f64(1.0999)
+        );
+        assert_eq!(
+            jittered_delay(&retry, 2, 0.999),
+            Duration::from_millis(21_998)
+        );
+        assert_eq!(
+            jittered_delay(&retry, 3, 0.9),
+            Duration::from_secs(25),
+            "capped by max_delay"
+        );
+        assert_eq!(
+            jittered_delay(&retry, 1, -3.0),
+            Duration::from_secs(10),
+            "never shorter"
+        );
     }
 
     #[test]
     fn incident_reasons_round_trip_their_names() {
-        for reason in [IncidentReason::NoRoute, IncidentReason::RetriesExhausted, IncidentReason::StepLimit, IncidentReason::Deadline] {
+        for reason in [
+            IncidentReason::NoRoute,
+            IncidentReason::RetriesExhausted,
+            IncidentReason::StepLimit,
+            IncidentReason::Deadline,
+        ] {
             assert_eq!(IncidentReason::parse(reason.as_str()), Some(reason));
         }
         assert_eq!(IncidentReason::parse("bogus"), None);

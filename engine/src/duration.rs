@@ -21,7 +21,9 @@ const UNITS: [(&str, u128); 7] = [
 
 /// Why a duration string was rejected; the message quotes the input and shows the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration `{input}`: {reason}; write whole numbers with units (d, h, m, s, ms), largest first, as in `30s` or `1h30m`")]
+#[error(
+    "invalid duration `{input}`: {reason}; write whole numbers with units (d, h, m, s, ms), largest first, as in `30s` or `1h30m`"
+)]
 pub struct DurationError {
     /// The rejected text.
     pub input: String,
@@ -34,7 +36,10 @@ pub struct DurationError {
 /// Each unit may appear once, largest first. `0s` parses to zero; empty, negative, fractional
 /// and unit-less input is rejected.
 pub fn parse(s: &str) -> Result<Duration, DurationError> {
-    let fail = |reason: String| DurationError { input: s.to_owned(), reason };
+    let fail = |reason: String| DurationError {
+        input: s.to_owned(),
+        reason,
+    };
     if s.is_empty() {
         return Err(fail("it is empty".to_owned()));
     }
@@ -45,12 +50,16 @@ pub fn parse(s: &str) -> Result<Duration, DurationError> {
     let mut smallest_so_far = None::<usize>;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(fail(format!("expected a number at `{rest}`")));
         }
         let (number, after) = rest.split_at(digits);
-        let letters = after.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(after.len());
+        let letters = after
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(after.len());
         let (unit, after) = after.split_at(letters);
         if unit.is_empty() {
             let reason = if after.starts_with('.') {
@@ -67,7 +76,9 @@ pub fn parse(s: &str) -> Result<Duration, DurationError> {
             return Err(fail(format!("unit `{unit}` is out of order or repeated")));
         }
         smallest_so_far = Some(position);
-        let value: u128 = number.parse().map_err(|_| fail("the number is too large".to_owned()))?;
+        let value: u128 = number
+            .parse()
+            .map_err(|_| fail("the number is too large".to_owned()))?;
         total = value
             .checked_mul(UNITS[position].1)
             .and_then(|nanos| nanos.checked_add(total))
@@ -115,7 +126,10 @@ pub mod option {
     use serde::{Deserializer, Serializer, de};
 
     /// Writes the canonical spelling, or null for `None`.
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        d: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => serializer.collect_str(&super::Canonical(*d)),
             None => serializer.serialize_none(),
@@ -123,7 +137,9 @@ pub mod option {
     }
 
     /// Reads a duration string, or null.
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
         deserializer.deserialize_option(OptionVisitor)
     }
 
@@ -144,7 +160,10 @@ pub mod option {
             Ok(None)
         }
 
-        fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        fn visit_some<D: Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
             deserializer.deserialize_str(DurationVisitor).map(Some)
         }
     }
@@ -207,7 +226,10 @@ mod tests {
             let err = parse(text).expect_err(text);
             let message = err.to_string();
             assert!(message.contains(reason), "`{text}`: {message}");
-            assert!(message.contains(&format!("`{text}`")), "`{text}`: {message}");
+            assert!(
+                message.contains(&format!("`{text}`")),
+                "`{text}`: {message}"
+            );
         }
     }
 

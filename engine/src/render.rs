@@ -27,12 +27,18 @@ fn node_text(node: &NodeDef) -> String {
 }
 
 fn deadline_text(def: &GraphDef) -> String {
-    def.deadline.map_or_else(|| "deadline".to_owned(), |d| format!("deadline {}", duration::format(d)))
+    def.deadline.map_or_else(
+        || "deadline".to_owned(),
+        |d| format!("deadline {}", duration::format(d)),
+    )
 }
 
 /// A DOT string literal.
 fn dot_str(s: &str) -> String {
-    let escaped = s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let escaped = s
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
     format!("\"{escaped}\"")
 }
 
@@ -47,8 +53,17 @@ pub fn dot(graph: &GraphDef) -> String {
     out.push_str("  \"__start\" [shape=point, width=0.15, label=\"\"];\n");
     let _ = writeln!(out, "  \"__start\" -> {};", dot_str(&graph.start));
     for node in &graph.nodes.0 {
-        let style = if node.human { ", shape=hexagon, style=filled, fillcolor=lightyellow" } else { "" };
-        let _ = writeln!(out, "  {} [label={}{style}];", dot_str(&node.name), dot_str(&node_text(node)));
+        let style = if node.human {
+            ", shape=hexagon, style=filled, fillcolor=lightyellow"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  {} [label={}{style}];",
+            dot_str(&node.name),
+            dot_str(&node_text(node))
+        );
     }
     let mut has_end = false;
     for node in &graph.nodes.0 {
@@ -66,7 +81,11 @@ pub fn dot(graph: &GraphDef) -> String {
             }
             if let Some(exhausted) = &edge.exhausted {
                 let text = dot_str(&format!("{} exhausted", edge.label));
-                let _ = writeln!(out, "  {from} -> {} [label={text}, style=dashed];", dot_str(exhausted));
+                let _ = writeln!(
+                    out,
+                    "  {from} -> {} [label={text}, style=dashed];",
+                    dot_str(exhausted)
+                );
             }
         }
     }
@@ -76,7 +95,11 @@ pub fn dot(graph: &GraphDef) -> String {
     if let Some(target) = &graph.on_deadline {
         let text = dot_str(&deadline_text(graph));
         let _ = writeln!(out, "  \"__deadline\" [shape=note, label={text}];");
-        let _ = writeln!(out, "  \"__deadline\" -> {} [style=dotted];", dot_str(target));
+        let _ = writeln!(
+            out,
+            "  \"__deadline\" -> {} [style=dotted];",
+            dot_str(target)
+        );
     }
     out.push_str("}\n");
     out
@@ -97,7 +120,11 @@ pub fn mermaid(graph: &GraphDef) -> String {
     for (i, node) in graph.nodes.0.iter().enumerate() {
         let id = format!("n{i}");
         let text = mermaid_str(&node_text(node));
-        let shape = if node.human { format!("{{{{{text}}}}}") } else { format!("({text})") };
+        let shape = if node.human {
+            format!("{{{{{text}}}}}")
+        } else {
+            format!("({text})")
+        };
         let _ = writeln!(out, "  {id}{shape}");
         ids.entry(node.name.clone()).or_insert(id);
     }
@@ -107,7 +134,11 @@ pub fn mermaid(graph: &GraphDef) -> String {
             return id.clone();
         }
         let id = format!("u{}", ids.len());
-        let _ = writeln!(out, "  {id}[{}]:::missing", mermaid_str(&format!("{name}\n(undefined)")));
+        let _ = writeln!(
+            out,
+            "  {id}[{}]:::missing",
+            mermaid_str(&format!("{name}\n(undefined)"))
+        );
         ids.insert(name.to_owned(), id.clone());
         id
     };
@@ -128,7 +159,11 @@ pub fn mermaid(graph: &GraphDef) -> String {
             let _ = writeln!(out, "  {from} -->|{label}| {to}");
             if let Some(exhausted) = &edge.exhausted {
                 let to = id_of(exhausted, &mut out);
-                let _ = writeln!(out, "  {from} -.->|{}| {to}", mermaid_str(&format!("{} exhausted", edge.label)));
+                let _ = writeln!(
+                    out,
+                    "  {from} -.->|{}| {to}",
+                    mermaid_str(&format!("{} exhausted", edge.label))
+                );
             }
         }
     }
@@ -137,7 +172,11 @@ pub fn mermaid(graph: &GraphDef) -> String {
     }
     if let Some(target) = &graph.on_deadline {
         let to = id_of(target, &mut out);
-        let _ = writeln!(out, "  rondo_deadline>{}] -.-> {to}", mermaid_str(&deadline_text(graph)));
+        let _ = writeln!(
+            out,
+            "  rondo_deadline>{}] -.-> {to}",
+            mermaid_str(&deadline_text(graph))
+        );
     }
     out.push_str("  classDef missing stroke:#c00,stroke-dasharray:4;\n");
     out
@@ -151,7 +190,10 @@ mod tests {
     const ORDER: &str = include_str!("../../example-worker/graphs/order.yaml");
 
     fn has_line(text: &str, line: &str) {
-        assert!(text.lines().any(|l| l.trim() == line), "missing line {line:?} in:\n{text}");
+        assert!(
+            text.lines().any(|l| l.trim() == line),
+            "missing line {line:?} in:\n{text}"
+        );
     }
 
     #[test]
@@ -161,13 +203,25 @@ mod tests {
         assert!(text.starts_with("digraph \"order\" {\n"));
         assert!(text.ends_with("}\n"));
         has_line(&text, "\"__start\" -> \"reserve\";");
-        has_line(&text, "\"reserve\" [label=\"reserve\\ninventory.reserve\"];");
-        has_line(&text, "\"escalate\" [label=\"escalate\\n(human)\", shape=hexagon, style=filled, fillcolor=lightyellow];");
+        has_line(
+            &text,
+            "\"reserve\" [label=\"reserve\\ninventory.reserve\"];",
+        );
+        has_line(
+            &text,
+            "\"escalate\" [label=\"escalate\\n(human)\", shape=hexagon, style=filled, fillcolor=lightyellow];",
+        );
         has_line(&text, "\"reserve\" -> \"charge\" [label=\"reserved\"];");
         has_line(&text, "\"reserve\" -> \"reserve\" [label=\"error ×3\"];");
-        has_line(&text, "\"reserve\" -> \"escalate\" [label=\"error exhausted\", style=dashed];");
+        has_line(
+            &text,
+            "\"reserve\" -> \"escalate\" [label=\"error exhausted\", style=dashed];",
+        );
         has_line(&text, "\"confirm\" -> \"__end\" [label=\"sent\"];");
-        has_line(&text, "\"__end\" [shape=doublecircle, width=0.3, label=\"end\"];");
+        has_line(
+            &text,
+            "\"__end\" [shape=doublecircle, width=0.3, label=\"end\"];",
+        );
         has_line(&text, "\"__deadline\" [shape=note, label=\"deadline 2h\"];");
         has_line(&text, "\"__deadline\" -> \"escalate\" [style=dotted];");
     }
@@ -190,7 +244,8 @@ mod tests {
 
     #[test]
     fn invalid_definitions_still_render_with_escaping() {
-        let yaml = "name: 'say \"hi\"'\nstart: a\nnodes:\n  a: { operation: x, on: { go: ghost } }\n";
+        let yaml =
+            "name: 'say \"hi\"'\nstart: a\nnodes:\n  a: { operation: x, on: { go: ghost } }\n";
         let def = parse_yaml(yaml).unwrap();
         let text = dot(&def);
         assert!(text.starts_with("digraph \"say \\\"hi\\\"\" {"), "{text}");

@@ -75,7 +75,9 @@ pub fn simulate(graph: &Graph, labels: &[&str]) -> Simulation {
     let mut position = first.position;
     let (mut attempt, mut delay) = match first.next {
         Next::Enter(entry) => (entry.attempt, entry.delay),
-        Next::Complete { outcome } => return finished(Vec::new(), SimEnd::Completed { outcome }, labels),
+        Next::Complete { outcome } => {
+            return finished(Vec::new(), SimEnd::Completed { outcome }, labels);
+        }
         Next::Stuck(incident) => return finished(Vec::new(), SimEnd::Stuck { incident }, labels),
     };
     let mut steps = Vec::new();
@@ -83,7 +85,11 @@ pub fn simulate(graph: &Graph, labels: &[&str]) -> Simulation {
         let step = match advance::advance(graph, &position, label, 0.0) {
             Ok(step) => step,
             Err(error) => {
-                let end = SimEnd::Rejected { node: position.node.clone(), label: (*label).to_owned(), error };
+                let end = SimEnd::Rejected {
+                    node: position.node.clone(),
+                    label: (*label).to_owned(),
+                    error,
+                };
                 return finished(steps, end, &labels[used..]);
             }
         };
@@ -97,15 +103,31 @@ pub fn simulate(graph: &Graph, labels: &[&str]) -> Simulation {
         position = step.position;
         match step.next {
             Next::Enter(entry) => (attempt, delay) = (entry.attempt, entry.delay),
-            Next::Complete { outcome } => return finished(steps, SimEnd::Completed { outcome }, &labels[used + 1..]),
-            Next::Stuck(incident) => return finished(steps, SimEnd::Stuck { incident }, &labels[used + 1..]),
+            Next::Complete { outcome } => {
+                return finished(steps, SimEnd::Completed { outcome }, &labels[used + 1..]);
+            }
+            Next::Stuck(incident) => {
+                return finished(steps, SimEnd::Stuck { incident }, &labels[used + 1..]);
+            }
         }
     }
-    Simulation { steps, end: SimEnd::Waiting { node: position.node, attempt, delay }, unused: Vec::new() }
+    Simulation {
+        steps,
+        end: SimEnd::Waiting {
+            node: position.node,
+            attempt,
+            delay,
+        },
+        unused: Vec::new(),
+    }
 }
 
 fn finished(steps: Vec<SimStep>, end: SimEnd, unused: &[&str]) -> Simulation {
-    Simulation { steps, end, unused: unused.iter().map(|l| (*l).to_owned()).collect() }
+    Simulation {
+        steps,
+        end,
+        unused: unused.iter().map(|l| (*l).to_owned()).collect(),
+    }
 }
 
 impl fmt::Display for Simulation {
@@ -118,7 +140,14 @@ impl fmt::Display for Simulation {
                 Next::Complete { .. } => "(end)",
                 Next::Stuck(_) => "(stuck)",
             };
-            write!(f, "{}. {} (attempt {}) --{}--> {target}", i + 1, step.node, step.attempt, step.label)?;
+            write!(
+                f,
+                "{}. {} (attempt {}) --{}--> {target}",
+                i + 1,
+                step.node,
+                step.attempt,
+                step.label
+            )?;
             match step.retry {
                 Some(RetryNote::Scheduled { retry, max, delay }) if delay.is_zero() => {
                     write!(f, "  [retry {retry}/{max} at once]")?;
@@ -133,13 +162,30 @@ impl fmt::Display for Simulation {
         }
         match &self.end {
             SimEnd::Completed { outcome } => writeln!(f, "completed: {outcome}")?,
-            SimEnd::Waiting { node, attempt, delay } if delay.is_zero() => {
+            SimEnd::Waiting {
+                node,
+                attempt,
+                delay,
+            } if delay.is_zero() => {
                 writeln!(f, "waiting: {node} (attempt {attempt}) needs a label")?;
             }
-            SimEnd::Waiting { node, attempt, delay } => {
-                writeln!(f, "waiting: {node} (attempt {attempt}, available in {}) needs a label", duration::format(*delay))?;
+            SimEnd::Waiting {
+                node,
+                attempt,
+                delay,
+            } => {
+                writeln!(
+                    f,
+                    "waiting: {node} (attempt {attempt}, available in {}) needs a label",
+                    duration::format(*delay)
+                )?;
             }
-            SimEnd::Stuck { incident } => writeln!(f, "stuck ({}): {}", incident.reason.as_str(), incident.message)?,
+            SimEnd::Stuck { incident } => writeln!(
+                f,
+                "stuck ({}): {}",
+                incident.reason.as_str(),
+                incident.message
+            )?,
             SimEnd::Rejected { error, .. } => writeln!(f, "rejected: {error}")?,
         }
         if !self.unused.is_empty() {
@@ -164,7 +210,12 @@ mod tests {
     #[test]
     fn happy_path_completes_and_prints_each_step() {
         let sim = simulate(&order(), &["reserved", "charged", "sent"]);
-        assert_eq!(sim.end, SimEnd::Completed { outcome: "sent".to_owned() });
+        assert_eq!(
+            sim.end,
+            SimEnd::Completed {
+                outcome: "sent".to_owned()
+            }
+        );
         assert_eq!(
             sim.to_string(),
             "1. reserve (attempt 1) --reserved--> charge\n\
@@ -176,23 +227,64 @@ mod tests {
 
     #[test]
     fn retries_show_budget_delay_and_attempts_then_exhaust() {
-        let sim = simulate(&order(), &["error", "error", "error", "error", "timeout", "give_up"]);
+        let sim = simulate(
+            &order(),
+            &["error", "error", "error", "error", "timeout", "give_up"],
+        );
         let text = sim.to_string();
-        assert!(text.contains("1. reserve (attempt 1) --error--> reserve  [retry 1/3 in 1s]\n"), "{text}");
-        assert!(text.contains("2. reserve (attempt 2) --error--> reserve  [retry 2/3 in 2s]\n"), "{text}");
-        assert!(text.contains("3. reserve (attempt 3) --error--> reserve  [retry 3/3 in 4s]\n"), "{text}");
-        assert!(text.contains("4. reserve (attempt 4) --error--> escalate  [retries exhausted (3)]\n"), "{text}");
-        assert!(text.contains("5. escalate (attempt 1) --timeout--> escalate  [retry 1/3 at once]\n"), "{text}");
-        assert!(text.contains("6. escalate (attempt 2) --give_up--> release\n"), "{text}");
-        assert!(text.ends_with("waiting: release (attempt 1) needs a label\n"), "{text}");
-        assert_eq!(sim.end, SimEnd::Waiting { node: "release".to_owned(), attempt: 1, delay: Duration::ZERO });
+        assert!(
+            text.contains("1. reserve (attempt 1) --error--> reserve  [retry 1/3 in 1s]\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("2. reserve (attempt 2) --error--> reserve  [retry 2/3 in 2s]\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("3. reserve (attempt 3) --error--> reserve  [retry 3/3 in 4s]\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("4. reserve (attempt 4) --error--> escalate  [retries exhausted (3)]\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("5. escalate (attempt 1) --timeout--> escalate  [retry 1/3 at once]\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("6. escalate (attempt 2) --give_up--> release\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("waiting: release (attempt 1) needs a label\n"),
+            "{text}"
+        );
+        assert_eq!(
+            sim.end,
+            SimEnd::Waiting {
+                node: "release".to_owned(),
+                attempt: 1,
+                delay: Duration::ZERO
+            }
+        );
     }
 
     #[test]
     fn labels_running_out_mid_retry_show_the_backoff() {
         let sim = simulate(&order(), &["error"]);
-        assert_eq!(sim.end, SimEnd::Waiting { node: "reserve".to_owned(), attempt: 2, delay: Duration::from_secs(1) });
-        assert!(sim.to_string().ends_with("waiting: reserve (attempt 2, available in 1s) needs a label\n"));
+        assert_eq!(
+            sim.end,
+            SimEnd::Waiting {
+                node: "reserve".to_owned(),
+                attempt: 2,
+                delay: Duration::from_secs(1)
+            }
+        );
+        assert!(
+            sim.to_string()
+                .ends_with("waiting: reserve (attempt 2, available in 1s) needs a label\n")
+        );
     }
 
     #[test]
@@ -201,12 +293,20 @@ mod tests {
         match &sim.end {
             SimEnd::Rejected { node, label, error } => {
                 assert_eq!((node.as_str(), label.as_str()), ("charge", "refunded"));
-                assert!(error.to_string().contains("answer with one of: charged, declined"), "{error}");
+                assert!(
+                    error
+                        .to_string()
+                        .contains("answer with one of: charged, declined"),
+                    "{error}"
+                );
             }
             other => panic!("expected a rejection, got {other:?}"),
         }
         assert_eq!(sim.unused, ["refunded", "charged"]);
-        assert!(sim.to_string().contains("rejected: node `charge`: label `refunded` is not offered"));
+        assert!(
+            sim.to_string()
+                .contains("rejected: node `charge`: label `refunded` is not offered")
+        );
     }
 
     #[test]
@@ -221,8 +321,14 @@ mod tests {
         }
         assert_eq!(sim.unused, ["sent"]);
         let text = sim.to_string();
-        assert!(text.contains("3. confirm (attempt 1) --error--> (stuck)\n"), "{text}");
-        assert!(text.contains("stuck (no_route): node `confirm` ended with `error`"), "{text}");
+        assert!(
+            text.contains("3. confirm (attempt 1) --error--> (stuck)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("stuck (no_route): node `confirm` ended with `error`"),
+            "{text}"
+        );
         assert!(text.ends_with("unused labels: sent\n"), "{text}");
     }
 
@@ -230,6 +336,9 @@ mod tests {
     fn no_labels_waits_at_the_start() {
         let sim = simulate(&order(), &[]);
         assert!(sim.steps.is_empty());
-        assert_eq!(sim.to_string(), "waiting: reserve (attempt 1) needs a label\n");
+        assert_eq!(
+            sim.to_string(),
+            "waiting: reserve (attempt 1) needs a label\n"
+        );
     }
 }

@@ -13,7 +13,9 @@ pub fn render_prompt(prompt: &str, vars: &Value, input: &Value, from: &str, node
     let mut out = String::with_capacity(prompt.len());
     let mut rest = prompt;
     while let Some(open) = rest.find("{{") {
-        let Some(close) = rest[open + 2..].find("}}") else { break };
+        let Some(close) = rest[open + 2..].find("}}") else {
+            break;
+        };
         out.push_str(&rest[..open]);
         let expr = rest[open + 2..open + 2 + close].trim();
         match Placeholder::parse(expr) {
@@ -41,7 +43,9 @@ pub(crate) fn unknown_placeholders(prompt: &str) -> Vec<String> {
     let mut unknown = Vec::new();
     let mut rest = prompt;
     while let Some(open) = rest.find("{{") {
-        let Some(close) = rest[open + 2..].find("}}") else { break };
+        let Some(close) = rest[open + 2..].find("}}") else {
+            break;
+        };
         let expr = rest[open + 2..open + 2 + close].trim();
         if Placeholder::parse(expr).is_none() {
             unknown.push(expr.to_owned());
@@ -55,7 +59,10 @@ enum Placeholder<'a> {
     From,
     Node,
     /// `vars` or `input`, then dot-separated keys (or array indexes).
-    Path { root: &'a str, path: &'a str },
+    Path {
+        root: &'a str,
+        path: &'a str,
+    },
 }
 
 impl<'a> Placeholder<'a> {
@@ -93,16 +100,35 @@ mod tests {
         let vars = json!({"order_id": "A-17", "customer": {"name": "Ada", "tier": 2}, "items": ["pen", "ink"]});
         let input = json!({"amount": 12.5, "tags": ["x"], "gift": true, "note": null});
         let cases = [
-            ("Order {{vars.order_id}} failed at {{from}}", "Order A-17 failed at reserve"),
-            ("{{ vars.customer.name }} (tier {{vars.customer.tier}})", "Ada (tier 2)"),
+            (
+                "Order {{vars.order_id}} failed at {{from}}",
+                "Order A-17 failed at reserve",
+            ),
+            (
+                "{{ vars.customer.name }} (tier {{vars.customer.tier}})",
+                "Ada (tier 2)",
+            ),
             ("first item {{vars.items.0}}", "first item pen"),
-            ("amount {{input.amount}}, tags {{input.tags}}", "amount 12.5, tags [\"x\"]"),
-            ("gift {{input.gift}}, note {{input.note}}", "gift true, note null"),
-            ("customer {{vars.customer}}", "customer {\"name\":\"Ada\",\"tier\":2}"),
+            (
+                "amount {{input.amount}}, tags {{input.tags}}",
+                "amount 12.5, tags [\"x\"]",
+            ),
+            (
+                "gift {{input.gift}}, note {{input.note}}",
+                "gift true, note null",
+            ),
+            (
+                "customer {{vars.customer}}",
+                "customer {\"name\":\"Ada\",\"tier\":2}",
+            ),
             ("at {{node}}", "at escalate"),
         ];
         for (prompt, expected) in cases {
-            assert_eq!(render_prompt(prompt, &vars, &input, "reserve", "escalate"), expected, "{prompt}");
+            assert_eq!(
+                render_prompt(prompt, &vars, &input, "reserve", "escalate"),
+                expected,
+                "{prompt}"
+            );
         }
     }
 
@@ -120,7 +146,11 @@ mod tests {
             ("no placeholders", "no placeholders"),
         ];
         for (prompt, expected) in cases {
-            assert_eq!(render_prompt(prompt, &vars, &input, "f", "n"), expected, "{prompt}");
+            assert_eq!(
+                render_prompt(prompt, &vars, &input, "f", "n"),
+                expected,
+                "{prompt}"
+            );
         }
     }
 

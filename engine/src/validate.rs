@@ -26,7 +26,9 @@ use petgraph::visit::{Dfs, Reversed};
 use serde::Serialize;
 
 use crate::duration;
-use crate::model::{DEFAULT_MAX_STEPS, EdgeDef, Graph, GraphDef, LABEL_ERROR, LABEL_TIMEOUT, NodeDef};
+use crate::model::{
+    DEFAULT_MAX_STEPS, EdgeDef, Graph, GraphDef, LABEL_ERROR, LABEL_TIMEOUT, NodeDef,
+};
 use crate::template;
 
 /// Longest name of a graph, node or operation, and longest label.
@@ -87,14 +89,30 @@ impl GraphDef {
         if !check.errors.is_empty() {
             return Err(check.errors);
         }
-        let index = check.index.iter().map(|(name, &i)| ((*name).to_owned(), i)).collect();
-        let graph = Graph { def: self.clone(), index, hash: hash::canonical_hash(self) };
-        Ok(Validated { graph, warnings: check.warnings })
+        let index = check
+            .index
+            .iter()
+            .map(|(name, &i)| ((*name).to_owned(), i))
+            .collect();
+        let graph = Graph {
+            def: self.clone(),
+            index,
+            hash: hash::canonical_hash(self),
+        };
+        Ok(Validated {
+            graph,
+            warnings: check.warnings,
+        })
     }
 }
 
 /// Builds a problem; `node`, `label` and `field` say what it is about.
-fn problem(node: Option<&str>, label: Option<&str>, field: Option<&str>, message: String) -> Problem {
+fn problem(
+    node: Option<&str>,
+    label: Option<&str>,
+    field: Option<&str>,
+    message: String,
+) -> Problem {
     Problem {
         node: node.map(str::to_owned),
         label: label.map(str::to_owned),
@@ -107,7 +125,8 @@ fn problem(node: Option<&str>, label: Option<&str>, field: Option<&str>, message
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_NAME_LEN
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// A name that also starts with a letter or `_`.
@@ -138,14 +157,31 @@ impl<'a> Check<'a> {
         for (i, node) in def.nodes.0.iter().enumerate() {
             index.entry(node.name.as_str()).or_insert(i);
         }
-        Check { def, index, errors: Vec::new(), warnings: Vec::new() }
+        Check {
+            def,
+            index,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
     }
 
-    fn error(&mut self, node: Option<&str>, label: Option<&str>, field: Option<&str>, message: String) {
+    fn error(
+        &mut self,
+        node: Option<&str>,
+        label: Option<&str>,
+        field: Option<&str>,
+        message: String,
+    ) {
         self.errors.push(problem(node, label, field, message));
     }
 
-    fn warn(&mut self, node: Option<&str>, label: Option<&str>, field: Option<&str>, message: String) {
+    fn warn(
+        &mut self,
+        node: Option<&str>,
+        label: Option<&str>,
+        field: Option<&str>,
+        message: String,
+    ) {
         self.warnings.push(problem(node, label, field, message));
     }
 
@@ -154,7 +190,14 @@ impl<'a> Check<'a> {
     }
 
     /// A positive duration of at most [`MAX_DURATION`]; `what` names its owner for messages.
-    fn duration(&mut self, node: Option<&str>, label: Option<&str>, field: &str, what: &str, d: Duration) {
+    fn duration(
+        &mut self,
+        node: Option<&str>,
+        label: Option<&str>,
+        field: &str,
+        what: &str,
+        d: Duration,
+    ) {
         if d.is_zero() {
             self.error(
                 node,
@@ -179,7 +222,12 @@ impl<'a> Check<'a> {
     fn graph_fields(&mut self) {
         let def = self.def;
         if def.name.is_empty() {
-            self.error(None, None, Some("name"), "the graph has no name; set `name:` (letters, digits, `_`, `-`, `.`)".to_owned());
+            self.error(
+                None,
+                None,
+                Some("name"),
+                "the graph has no name; set `name:` (letters, digits, `_`, `-`, `.`)".to_owned(),
+            );
         } else if !is_name(&def.name) {
             self.error(
                 None,
@@ -192,17 +240,29 @@ impl<'a> Check<'a> {
             );
         }
         if def.nodes.0.is_empty() {
-            self.error(None, None, Some("nodes"), "the graph has no nodes; define at least one under `nodes`".to_owned());
+            self.error(
+                None,
+                None,
+                Some("nodes"),
+                "the graph has no nodes; define at least one under `nodes`".to_owned(),
+            );
         }
         if def.start.is_empty() {
             self.error(
                 None,
                 None,
                 Some("start"),
-                "the graph has no start node; set `start:` to the node a workflow enters first".to_owned(),
+                "the graph has no start node; set `start:` to the node a workflow enters first"
+                    .to_owned(),
             );
         } else if !self.known(&def.start) {
-            let names: Vec<String> = def.nodes.0.iter().take(10).map(|n| format!("`{}`", n.name)).collect();
+            let names: Vec<String> = def
+                .nodes
+                .0
+                .iter()
+                .take(10)
+                .map(|n| format!("`{}`", n.name))
+                .collect();
             self.error(
                 Some(&def.start),
                 None,
@@ -267,7 +327,13 @@ impl<'a> Check<'a> {
         let name = node.name.as_str();
         let at = Some(name);
         if name.is_empty() {
-            self.error(at, None, Some("name"), "a node has an empty name; name every node (letters, digits, `_`, `-`, `.`)".to_owned());
+            self.error(
+                at,
+                None,
+                Some("name"),
+                "a node has an empty name; name every node (letters, digits, `_`, `-`, `.`)"
+                    .to_owned(),
+            );
         } else if !is_name(name) {
             self.error(
                 at,
@@ -410,7 +476,9 @@ impl<'a> Check<'a> {
                 at,
                 Some(label),
                 Some("on"),
-                format!("node `{name}`: label `{label}` is given {count} times; keep one edge per label"),
+                format!(
+                    "node `{name}`: label `{label}` is given {count} times; keep one edge per label"
+                ),
             );
         }
         for edge in &node.edges {
@@ -559,7 +627,10 @@ impl<'a> Check<'a> {
                 format!("node `{name}` has no `timeout`; its jobs get the server's default lease (5 minutes unless configured)"),
             );
         }
-        for (label, cause) in [(LABEL_ERROR, "a worker failure"), (LABEL_TIMEOUT, "an expired lease")] {
+        for (label, cause) in [
+            (LABEL_ERROR, "a worker failure"),
+            (LABEL_TIMEOUT, "an expired lease"),
+        ] {
             if node.edge(label).is_none() {
                 self.warn(
                     at,
@@ -577,7 +648,9 @@ impl<'a> Check<'a> {
         let flow = Flow::new(self);
         let nodes = &def.nodes.0;
         // Later duplicates of a name are already reported; judge each name once.
-        let first: Vec<bool> = (0..nodes.len()).map(|i| self.index.get(nodes[i].name.as_str()) == Some(&i)).collect();
+        let first: Vec<bool> = (0..nodes.len())
+            .map(|i| self.index.get(nodes[i].name.as_str()) == Some(&i))
+            .collect();
 
         if let Some(&start) = self.index.get(def.start.as_str()) {
             let roots: Vec<usize> = std::iter::once(start).chain(flow.deadline_target).collect();
@@ -594,7 +667,9 @@ impl<'a> Check<'a> {
             }
         }
 
-        let ends: Vec<usize> = (0..nodes.len()).filter(|&i| first[i] && nodes[i].edges.iter().any(|e| e.to.is_none())).collect();
+        let ends: Vec<usize> = (0..nodes.len())
+            .filter(|&i| first[i] && nodes[i].edges.iter().any(|e| e.to.is_none()))
+            .collect();
         let finishing = flow.reach(&ends, true);
         for (i, node) in nodes.iter().enumerate() {
             if first[i] && !node.edges.is_empty() && !finishing.contains(&i) {
@@ -643,7 +718,11 @@ impl<'a> Flow<'a> {
         for (&name, &i) in &check.index {
             let from = lookup(name).expect("indexed node has a vertex");
             for edge in &def.nodes.0[i].edges {
-                let kind = if edge.retry.is_some() { Route::Budgeted } else { Route::Plain };
+                let kind = if edge.retry.is_some() {
+                    Route::Budgeted
+                } else {
+                    Route::Plain
+                };
                 if let Some(to) = edge.to.as_deref().and_then(lookup) {
                     all.add_edge(from, to, (kind, edge.label.as_str()));
                 }
@@ -652,14 +731,21 @@ impl<'a> Flow<'a> {
                 }
             }
         }
-        let deadline_target =
-            def.on_deadline.as_deref().filter(|_| def.deadline.is_some()).and_then(|t| check.index.get(t).copied());
+        let deadline_target = def
+            .on_deadline
+            .as_deref()
+            .filter(|_| def.deadline.is_some())
+            .and_then(|t| check.index.get(t).copied());
         if let Some(target) = deadline_target {
             for &i in check.index.values() {
                 all.add_edge(vertex[i], vertex[target], (Route::Deadline, ""));
             }
         }
-        Flow { def, all, deadline_target }
+        Flow {
+            def,
+            all,
+            deadline_target,
+        }
     }
 
     /// Node indexes reachable from `roots` (or, `backwards`, that can reach them).
@@ -691,7 +777,9 @@ impl<'a> Flow<'a> {
             |e, &(kind, label)| {
                 let (a, b) = self.all.edge_endpoints(e)?;
                 let human = nodes[self.all[a]].human || nodes[self.all[b]].human;
-                matches!(kind, Route::Plain | Route::Exhausted).then_some((kind, label)).filter(|_| !human)
+                matches!(kind, Route::Plain | Route::Exhausted)
+                    .then_some((kind, label))
+                    .filter(|_| !human)
             },
         );
         let mut problems = Vec::new();
@@ -707,18 +795,26 @@ impl<'a> Flow<'a> {
                 .filter_map(|e| {
                     let (a, b) = unbounded.edge_endpoints(e)?;
                     let (kind, label) = unbounded[e];
-                    (members.contains(&a) && members.contains(&b)).then(|| (unbounded[a], label, kind, unbounded[b]))
+                    (members.contains(&a) && members.contains(&b))
+                        .then(|| (unbounded[a], label, kind, unbounded[b]))
                 })
                 .collect();
             if edges.is_empty() {
                 continue;
             }
             edges.sort_by_key(|&(a, label, _, b)| (a, label, b));
-            let names: Vec<String> = component.iter().map(|v| format!("`{}`", nodes[unbounded[*v]].name)).collect();
+            let names: Vec<String> = component
+                .iter()
+                .map(|v| format!("`{}`", nodes[unbounded[*v]].name))
+                .collect();
             let routes: Vec<String> = edges
                 .iter()
                 .map(|&(a, label, kind, b)| {
-                    let via = if kind == Route::Exhausted { " (exhausted)" } else { "" };
+                    let via = if kind == Route::Exhausted {
+                        " (exhausted)"
+                    } else {
+                        ""
+                    };
                     format!("`{}` --{label}{via}--> `{}`", nodes[a].name, nodes[b].name)
                 })
                 .collect();
@@ -777,55 +873,391 @@ nodes:
     #[test]
     fn each_rule_of_spec_3_is_reported_naming_node_and_label() {
         // (case, yaml, node, label, field, words the message must contain)
-        type Case = (&'static str, &'static str, Option<&'static str>, Option<&'static str>, Option<&'static str>, &'static str);
+        type Case = (
+            &'static str,
+            &'static str,
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<&'static str>,
+            &'static str,
+        );
         let cases: &[Case] = &[
-            ("graph name charset", "name: bad name\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n", None, None, Some("name"), "graph name `bad name` is invalid"),
-            ("graph name empty", "name: ''\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n", None, None, Some("name"), "the graph has no name"),
-            ("no nodes", "name: g\nstart: a\nnodes: {}\n", None, None, Some("nodes"), "the graph has no nodes"),
-            ("missing start", "name: g\nstart: ''\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n", None, None, Some("start"), "the graph has no start node"),
-            ("unknown start", "name: g\nstart: b\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n", Some("b"), None, Some("start"), "start node `b` is not defined; define node `b` or set `start:` to one of: `a`"),
-            ("max_steps zero", "name: g\nstart: a\nmax_steps: 0\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n", None, None, Some("max_steps"), "`max_steps` is 0"),
-            ("zero deadline", "name: g\nstart: a\ndeadline: 0s\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n", None, None, Some("deadline"), "`deadline` must be greater than zero"),
-            ("on_deadline without deadline", "name: g\nstart: a\non_deadline: a\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n", Some("a"), None, Some("on_deadline"), "the graph has no `deadline`"),
-            ("on_deadline unknown", "name: g\nstart: a\ndeadline: 1h\non_deadline: b\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n", Some("b"), None, Some("on_deadline"), "`on_deadline` targets unknown node `b`"),
-            ("node name charset", "name: g\nstart: a b\nnodes:\n  a b: { operation: x, on: { ok: ~ } }\n", Some("a b"), None, Some("name"), "node `a b`: the name must be"),
-            ("neither operation nor human", "name: g\nstart: a\nnodes:\n  a: { on: { ok: ~ } }\n", Some("a"), None, Some("operation"), "node `a` has neither `operation` nor `human: true`"),
-            ("both operation and human", "name: g\nstart: a\nnodes:\n  a: { operation: x, human: true, on: { ok: ~ } }\n", Some("a"), None, Some("human"), "node `a` has both `operation` and `human: true`"),
-            ("bad operation name", "name: g\nstart: a\nnodes:\n  a: { operation: 'pay now', on: { ok: ~ } }\n", Some("a"), None, Some("operation"), "operation `pay now` must be"),
-            ("human with params", "name: g\nstart: a\nnodes:\n  a: { human: true, prompt: p, params: { x: 1 }, on: { ok: ~ } }\n", Some("a"), None, Some("params"), "human node `a` has `params`"),
-            ("human with heartbeat", "name: g\nstart: a\nnodes:\n  a: { human: true, prompt: p, heartbeat: 1m, on: { ok: ~ } }\n", Some("a"), None, Some("heartbeat"), "human node `a` has a `heartbeat`"),
-            ("prompt on operation node", "name: g\nstart: a\nnodes:\n  a: { operation: x, prompt: p, on: { ok: ~ } }\n", Some("a"), None, Some("prompt"), "node `a`: `prompt` is only shown for human nodes"),
-            ("no edges", "name: g\nstart: a\nnodes:\n  a: { operation: x }\n", Some("a"), None, Some("on"), "node `a` has no edges"),
-            ("only reserved labels", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { error: ~ } }\n", Some("a"), None, Some("on"), "node `a` offers no label to answer with"),
-            ("label charset", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { 'not ok': ~, ok: ~ } }\n", Some("a"), Some("not ok"), Some("on"), "node `a`: label `not ok` must start with a letter"),
-            ("label empty", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { '': ~, ok: ~ } }\n", Some("a"), Some(""), Some("on"), "node `a` has an edge with an empty label"),
-            ("reserved error on human node", "name: g\nstart: a\nnodes:\n  a: { human: true, prompt: p, on: { ok: ~, error: a } }\n", Some("a"), Some("error"), Some("on"), "human node `a`: edge `error` can never be taken"),
-            ("reserved timeout on human node without clock", "name: g\nstart: a\nnodes:\n  a: { human: true, prompt: p, on: { ok: ~, timeout: ~ } }\n", Some("a"), Some("timeout"), Some("timeout"), "human node `a`: edge `timeout` can never be taken"),
-            ("edge to unknown node", "name: g\nstart: charge\nnodes:\n  charge: { operation: x, on: { ok: ~, declined: refund } }\n", Some("charge"), Some("declined"), Some("to"), "node `charge`: edge `declined` targets unknown node `refund`; define node `refund` or point the edge at an existing node"),
-            ("edge to empty target", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, bad: '' } }\n", Some("a"), Some("bad"), Some("to"), "node `a`: edge `bad` has an empty target"),
-            ("exhausted to unknown node", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, retry: { max: 1 }, exhausted: b } } }\n", Some("a"), Some("error"), Some("exhausted"), "node `a`: edge `error`: `exhausted` targets unknown node `b`"),
-            ("exhausted without retry", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, exhausted: a } } }\n", Some("a"), Some("error"), Some("exhausted"), "node `a`: edge `error` has `exhausted` but no `retry` budget"),
-            ("retry on terminal edge", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: { to: ~, retry: { max: 2 } } } }\n", Some("a"), Some("ok"), Some("retry"), "node `a`: edge `ok` is terminal, so its `retry` budget means nothing"),
-            ("retry max zero", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, retry: { max: 0 } } } }\n", Some("a"), Some("error"), Some("retry.max"), "node `a`: edge `error`: `retry.max` is 0"),
-            ("retry max too large", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, retry: { max: 5000 } } } }\n", Some("a"), Some("error"), Some("retry.max"), "node `a`: edge `error`: `retry.max` is 5000, above the limit of 1000"),
-            ("backoff below one", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, retry: { max: 2, backoff: 0.5 } } } }\n", Some("a"), Some("error"), Some("retry.backoff"), "node `a`: edge `error`: `retry.backoff` is 0.5"),
-            ("backoff too large", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, retry: { max: 2, backoff: 1000 } } } }\n", Some("a"), Some("error"), Some("retry.backoff"), "`retry.backoff` is 1000"),
-            ("backoff not a number", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, retry: { max: 2, backoff: .nan } } } }\n", Some("a"), Some("error"), Some("retry.backoff"), "`retry.backoff` is NaN"),
-            ("max_delay below delay", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, retry: { max: 2, delay: 1m, max_delay: 5s } } } }\n", Some("a"), Some("error"), Some("retry.max_delay"), "node `a`: edge `error`: `retry.max_delay` (5s) is shorter than `retry.delay` (1m)"),
-            ("zero max_delay", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, retry: { max: 2, max_delay: 0s } } } }\n", Some("a"), Some("error"), Some("retry.max_delay"), "node `a`: edge `error`: `retry.max_delay` must be greater than zero"),
-            ("zero timeout", "name: g\nstart: a\nnodes:\n  a: { operation: x, timeout: 0s, on: { ok: ~ } }\n", Some("a"), None, Some("timeout"), "node `a`: `timeout` must be greater than zero"),
-            ("zero heartbeat", "name: g\nstart: a\nnodes:\n  a: { operation: x, heartbeat: 0ms, on: { ok: ~ } }\n", Some("a"), None, Some("heartbeat"), "node `a`: `heartbeat` must be greater than zero"),
-            ("absurd duration", "name: g\nstart: a\nnodes:\n  a: { operation: x, timeout: 5000d, on: { ok: ~ } }\n", Some("a"), None, Some("timeout"), "node `a`: `timeout` is 5000d, longer than the limit of 3650d"),
-            ("heartbeat not below timeout", "name: g\nstart: a\nnodes:\n  a: { operation: x, timeout: 30s, heartbeat: 30s, on: { ok: ~ } }\n", Some("a"), None, Some("heartbeat"), "node `a`: `heartbeat` (30s) must be shorter than `timeout` (30s)"),
-            ("params too deep", "name: g\nstart: a\nnodes:\n  a: { operation: x, params: { p: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]] }, on: { ok: ~ } }\n", Some("a"), None, Some("params"), "node `a`: `params` nest 34 levels deep"),
-            ("unreachable node", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n  orphan: { operation: x, on: { ok: ~ } }\n", Some("orphan"), None, None, "node `orphan` is unreachable from start node `a`"),
-            ("never reaches a terminal", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, spin: b } }\n  b: { human: true, prompt: p, on: { again: b } }\n", Some("b"), None, None, "node `b` can never reach a terminal label"),
-            ("unbounded cycle", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, next: b } }\n  b: { operation: y, on: { back: a } }\n", Some("a"), Some("next"), None, "unbounded cycle through nodes `a`, `b`: `a` --next--> `b`, `b` --back--> `a` can repeat forever"),
-            ("unbounded self loop", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, poll: a } }\n", Some("a"), Some("poll"), None, "unbounded cycle through nodes `a`: `a` --poll--> `a`"),
-            ("exhausted edges do not bound a cycle", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, retry: { max: 2 }, exhausted: b } } }\n  b: { operation: y, on: { back: a } }\n", Some("a"), Some("error"), None, "`a` --error (exhausted)--> `b`"),
-            ("negative duration", "name: g\nstart: a\nnodes:\n  a: { operation: x, timeout: -5s, on: { ok: ~ } }\n", Some("a"), None, Some("timeout"), "durations cannot be negative"),
-            ("duplicate node", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n  a: { operation: y, on: { ok: ~ } }\n", Some("a"), None, None, "node `a` is defined twice"),
-            ("duplicate label", "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, ok: a } }\n", Some("a"), Some("ok"), None, "node `a`: label `ok` is given twice"),
+            (
+                "graph name charset",
+                "name: bad name\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n",
+                None,
+                None,
+                Some("name"),
+                "graph name `bad name` is invalid",
+            ),
+            (
+                "graph name empty",
+                "name: ''\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n",
+                None,
+                None,
+                Some("name"),
+                "the graph has no name",
+            ),
+            (
+                "no nodes",
+                "name: g\nstart: a\nnodes: {}\n",
+                None,
+                None,
+                Some("nodes"),
+                "the graph has no nodes",
+            ),
+            (
+                "missing start",
+                "name: g\nstart: ''\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n",
+                None,
+                None,
+                Some("start"),
+                "the graph has no start node",
+            ),
+            (
+                "unknown start",
+                "name: g\nstart: b\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n",
+                Some("b"),
+                None,
+                Some("start"),
+                "start node `b` is not defined; define node `b` or set `start:` to one of: `a`",
+            ),
+            (
+                "max_steps zero",
+                "name: g\nstart: a\nmax_steps: 0\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n",
+                None,
+                None,
+                Some("max_steps"),
+                "`max_steps` is 0",
+            ),
+            (
+                "zero deadline",
+                "name: g\nstart: a\ndeadline: 0s\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n",
+                None,
+                None,
+                Some("deadline"),
+                "`deadline` must be greater than zero",
+            ),
+            (
+                "on_deadline without deadline",
+                "name: g\nstart: a\non_deadline: a\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n",
+                Some("a"),
+                None,
+                Some("on_deadline"),
+                "the graph has no `deadline`",
+            ),
+            (
+                "on_deadline unknown",
+                "name: g\nstart: a\ndeadline: 1h\non_deadline: b\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n",
+                Some("b"),
+                None,
+                Some("on_deadline"),
+                "`on_deadline` targets unknown node `b`",
+            ),
+            (
+                "node name charset",
+                "name: g\nstart: a b\nnodes:\n  a b: { operation: x, on: { ok: ~ } }\n",
+                Some("a b"),
+                None,
+                Some("name"),
+                "node `a b`: the name must be",
+            ),
+            (
+                "neither operation nor human",
+                "name: g\nstart: a\nnodes:\n  a: { on: { ok: ~ } }\n",
+                Some("a"),
+                None,
+                Some("operation"),
+                "node `a` has neither `operation` nor `human: true`",
+            ),
+            (
+                "both operation and human",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, human: true, on: { ok: ~ } }\n",
+                Some("a"),
+                None,
+                Some("human"),
+                "node `a` has both `operation` and `human: true`",
+            ),
+            (
+                "bad operation name",
+                "name: g\nstart: a\nnodes:\n  a: { operation: 'pay now', on: { ok: ~ } }\n",
+                Some("a"),
+                None,
+                Some("operation"),
+                "operation `pay now` must be",
+            ),
+            (
+                "human with params",
+                "name: g\nstart: a\nnodes:\n  a: { human: true, prompt: p, params: { x: 1 }, on: { ok: ~ } }\n",
+                Some("a"),
+                None,
+                Some("params"),
+                "human node `a` has `params`",
+            ),
+            (
+                "human with heartbeat",
+                "name: g\nstart: a\nnodes:\n  a: { human: true, prompt: p, heartbeat: 1m, on: { ok: ~ } }\n",
+                Some("a"),
+                None,
+                Some("heartbeat"),
+                "human node `a` has a `heartbeat`",
+            ),
+            (
+                "prompt on operation node",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, prompt: p, on: { ok: ~ } }\n",
+                Some("a"),
+                None,
+                Some("prompt"),
+                "node `a`: `prompt` is only shown for human nodes",
+            ),
+            (
+                "no edges",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x }\n",
+                Some("a"),
+                None,
+                Some("on"),
+                "node `a` has no edges",
+            ),
+            (
+                "only reserved labels",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { error: ~ } }\n",
+                Some("a"),
+                None,
+                Some("on"),
+                "node `a` offers no label to answer with",
+            ),
+            (
+                "label charset",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { 'not ok': ~, ok: ~ } }\n",
+                Some("a"),
+                Some("not ok"),
+                Some("on"),
+                "node `a`: label `not ok` must start with a letter",
+            ),
+            (
+                "label empty",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { '': ~, ok: ~ } }\n",
+                Some("a"),
+                Some(""),
+                Some("on"),
+                "node `a` has an edge with an empty label",
+            ),
+            (
+                "reserved error on human node",
+                "name: g\nstart: a\nnodes:\n  a: { human: true, prompt: p, on: { ok: ~, error: a } }\n",
+                Some("a"),
+                Some("error"),
+                Some("on"),
+                "human node `a`: edge `error` can never be taken",
+            ),
+            (
+                "reserved timeout on human node without clock",
+                "name: g\nstart: a\nnodes:\n  a: { human: true, prompt: p, on: { ok: ~, timeout: ~ } }\n",
+                Some("a"),
+                Some("timeout"),
+                Some("timeout"),
+                "human node `a`: edge `timeout` can never be taken",
+            ),
+            (
+                "edge to unknown node",
+                "name: g\nstart: charge\nnodes:\n  charge: { operation: x, on: { ok: ~, declined: refund } }\n",
+                Some("charge"),
+                Some("declined"),
+                Some("to"),
+                "node `charge`: edge `declined` targets unknown node `refund`; define node `refund` or point the edge at an existing node",
+            ),
+            (
+                "edge to empty target",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, bad: '' } }\n",
+                Some("a"),
+                Some("bad"),
+                Some("to"),
+                "node `a`: edge `bad` has an empty target",
+            ),
+            (
+                "exhausted to unknown node",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, retry: { max: 1 }, exhausted: b } } }\n",
+                Some("a"),
+                Some("error"),
+                Some("exhausted"),
+                "node `a`: edge `error`: `exhausted` targets unknown node `b`",
+            ),
+            (
+                "exhausted without retry",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, exhausted: a } } }\n",
+                Some("a"),
+                Some("error"),
+                Some("exhausted"),
+                "node `a`: edge `error` has `exhausted` but no `retry` budget",
+            ),
+            (
+                "retry on terminal edge",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: { to: ~, retry: { max: 2 } } } }\n",
+                Some("a"),
+                Some("ok"),
+                Some("retry"),
+                "node `a`: edge `ok` is terminal, so its `retry` budget means nothing",
+            ),
+            (
+                "retry max zero",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, retry: { max: 0 } } } }\n",
+                Some("a"),
+                Some("error"),
+                Some("retry.max"),
+                "node `a`: edge `error`: `retry.max` is 0",
+            ),
+            (
+                "retry max too large",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, retry: { max: 5000 } } } }\n",
+                Some("a"),
+                Some("error"),
+                Some("retry.max"),
+                "node `a`: edge `error`: `retry.max` is 5000, above the limit of 1000",
+            ),
+            (
+                "backoff below one",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, retry: { max: 2, backoff: 0.5 } } } }\n",
+                Some("a"),
+                Some("error"),
+                Some("retry.backoff"),
+                "node `a`: edge `error`: `retry.backoff` is 0.5",
+            ),
+            (
+                "backoff too large",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, retry: { max: 2, backoff: 1000 } } } }\n",
+                Some("a"),
+                Some("error"),
+                Some("retry.backoff"),
+                "`retry.backoff` is 1000",
+            ),
+            (
+                "backoff not a number",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, retry: { max: 2, backoff: .nan } } } }\n",
+                Some("a"),
+                Some("error"),
+                Some("retry.backoff"),
+                "`retry.backoff` is NaN",
+            ),
+            (
+                "max_delay below delay",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, retry: { max: 2, delay: 1m, max_delay: 5s } } } }\n",
+                Some("a"),
+                Some("error"),
+                Some("retry.max_delay"),
+                "node `a`: edge `error`: `retry.max_delay` (5s) is shorter than `retry.delay` (1m)",
+            ),
+            (
+                "zero max_delay",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, retry: { max: 2, max_delay: 0s } } } }\n",
+                Some("a"),
+                Some("error"),
+                Some("retry.max_delay"),
+                "node `a`: edge `error`: `retry.max_delay` must be greater than zero",
+            ),
+            (
+                "zero timeout",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, timeout: 0s, on: { ok: ~ } }\n",
+                Some("a"),
+                None,
+                Some("timeout"),
+                "node `a`: `timeout` must be greater than zero",
+            ),
+            (
+                "zero heartbeat",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, heartbeat: 0ms, on: { ok: ~ } }\n",
+                Some("a"),
+                None,
+                Some("heartbeat"),
+                "node `a`: `heartbeat` must be greater than zero",
+            ),
+            (
+                "absurd duration",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, timeout: 5000d, on: { ok: ~ } }\n",
+                Some("a"),
+                None,
+                Some("timeout"),
+                "node `a`: `timeout` is 5000d, longer than the limit of 3650d",
+            ),
+            (
+                "heartbeat not below timeout",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, timeout: 30s, heartbeat: 30s, on: { ok: ~ } }\n",
+                Some("a"),
+                None,
+                Some("heartbeat"),
+                "node `a`: `heartbeat` (30s) must be shorter than `timeout` (30s)",
+            ),
+            (
+                "params too deep",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, params: { p: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]] }, on: { ok: ~ } }\n",
+                Some("a"),
+                None,
+                Some("params"),
+                "node `a`: `params` nest 34 levels deep",
+            ),
+            (
+                "unreachable node",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n  orphan: { operation: x, on: { ok: ~ } }\n",
+                Some("orphan"),
+                None,
+                None,
+                "node `orphan` is unreachable from start node `a`",
+            ),
+            (
+                "never reaches a terminal",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, spin: b } }\n  b: { human: true, prompt: p, on: { again: b } }\n",
+                Some("b"),
+                None,
+                None,
+                "node `b` can never reach a terminal label",
+            ),
+            (
+                "unbounded cycle",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, next: b } }\n  b: { operation: y, on: { back: a } }\n",
+                Some("a"),
+                Some("next"),
+                None,
+                "unbounded cycle through nodes `a`, `b`: `a` --next--> `b`, `b` --back--> `a` can repeat forever",
+            ),
+            (
+                "unbounded self loop",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, poll: a } }\n",
+                Some("a"),
+                Some("poll"),
+                None,
+                "unbounded cycle through nodes `a`: `a` --poll--> `a`",
+            ),
+            (
+                "exhausted edges do not bound a cycle",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, error: { to: a, retry: { max: 2 }, exhausted: b } } }\n  b: { operation: y, on: { back: a } }\n",
+                Some("a"),
+                Some("error"),
+                None,
+                "`a` --error (exhausted)--> `b`",
+            ),
+            (
+                "negative duration",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, timeout: -5s, on: { ok: ~ } }\n",
+                Some("a"),
+                None,
+                Some("timeout"),
+                "durations cannot be negative",
+            ),
+            (
+                "duplicate node",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~ } }\n  a: { operation: y, on: { ok: ~ } }\n",
+                Some("a"),
+                None,
+                None,
+                "node `a` is defined twice",
+            ),
+            (
+                "duplicate label",
+                "name: g\nstart: a\nnodes:\n  a: { operation: x, on: { ok: ~, ok: a } }\n",
+                Some("a"),
+                Some("ok"),
+                None,
+                "node `a`: label `ok` is given twice",
+            ),
         ];
         for &(case, yaml, node, label, field, words) in cases {
             let found = match parse_yaml(yaml) {
@@ -835,15 +1267,37 @@ nodes:
                 Ok(def) => def.validate().err().unwrap_or_default(),
             };
             let hit = found.iter().find(|p| p.message.contains(words));
-            let Some(hit) = hit else { panic!("{case}: no problem says {words:?}; got {found:#?}") };
-            assert_eq!((hit.node.as_deref(), hit.label.as_deref(), hit.field.as_deref()), (node, label, field), "{case}");
+            let Some(hit) = hit else {
+                panic!("{case}: no problem says {words:?}; got {found:#?}")
+            };
+            assert_eq!(
+                (
+                    hit.node.as_deref(),
+                    hit.label.as_deref(),
+                    hit.field.as_deref()
+                ),
+                (node, label, field),
+                "{case}"
+            );
             if let Some(node) = node.filter(|n| !n.is_empty()) {
-                assert!(hit.message.contains(&format!("`{node}`")), "{case}: message must name node: {}", hit.message);
+                assert!(
+                    hit.message.contains(&format!("`{node}`")),
+                    "{case}: message must name node: {}",
+                    hit.message
+                );
             }
             if let Some(label) = label.filter(|l| !l.is_empty()) {
-                assert!(hit.message.contains(&format!("`{label}`")) || hit.message.contains(&format!("--{label}")), "{case}: message must name label: {}", hit.message);
+                assert!(
+                    hit.message.contains(&format!("`{label}`"))
+                        || hit.message.contains(&format!("--{label}")),
+                    "{case}: message must name label: {}",
+                    hit.message
+                );
             }
-            assert!(hit.message.starts_with(|c: char| !c.is_uppercase()), "{case}: message must start lowercase");
+            assert!(
+                hit.message.starts_with(|c: char| !c.is_uppercase()),
+                "{case}: message must start lowercase"
+            );
         }
     }
 
@@ -857,7 +1311,11 @@ nodes:
         let problems = def.validate().unwrap_err();
         let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
         assert!(messages.contains(&"node `work` is defined 2 times; node names must be unique, so rename or merge them"), "{messages:#?}");
-        assert!(messages.contains(&"node `ask`: label `again` is given 2 times; keep one edge per label"), "{messages:#?}");
+        assert!(
+            messages
+                .contains(&"node `ask`: label `again` is given 2 times; keep one edge per label"),
+            "{messages:#?}"
+        );
     }
 
     #[test]
@@ -886,7 +1344,10 @@ nodes:
             "node `b` is unreachable from start node `a`",
         ];
         for words in expected {
-            assert!(problems.iter().any(|p| p.message.contains(words)), "missing {words:?} in {problems:#?}");
+            assert!(
+                problems.iter().any(|p| p.message.contains(words)),
+                "missing {words:?} in {problems:#?}"
+            );
         }
         assert_eq!(problems.len(), expected.len(), "{problems:#?}");
     }
@@ -928,8 +1389,10 @@ nodes:
   b: { human: true, prompt: 'see {{sender}}', on: { done: ~ } }
 ";
         let warnings = parse_yaml(yaml).unwrap().validate().unwrap().warnings;
-        let described: Vec<(Option<&str>, Option<&str>, Option<&str>)> =
-            warnings.iter().map(|w| (w.node.as_deref(), w.label.as_deref(), w.field.as_deref())).collect();
+        let described: Vec<(Option<&str>, Option<&str>, Option<&str>)> = warnings
+            .iter()
+            .map(|w| (w.node.as_deref(), w.label.as_deref(), w.field.as_deref()))
+            .collect();
         assert_eq!(
             described,
             [
@@ -939,8 +1402,16 @@ nodes:
                 (Some("b"), None, Some("prompt")),
             ]
         );
-        assert!(warnings[0].message.contains("default lease"), "{}", warnings[0]);
-        assert!(warnings[3].message.contains("`{{sender}}`"), "{}", warnings[3]);
+        assert!(
+            warnings[0].message.contains("default lease"),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[3].message.contains("`{{sender}}`"),
+            "{}",
+            warnings[3]
+        );
     }
 
     #[test]
@@ -953,10 +1424,18 @@ nodes:
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
-            assert!(text.starts_with("# yaml-language-server: $schema=../../docs/graph.schema.json\n"), "{path:?} lacks the modeline");
+            assert!(
+                text.starts_with("# yaml-language-server: $schema=../../docs/graph.schema.json\n"),
+                "{path:?} lacks the modeline"
+            );
             let def = parse_yaml(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-            let validated = def.validate().unwrap_or_else(|p| panic!("{path:?}: {p:#?}"));
-            assert_eq!(validated.graph.name(), path.file_stem().unwrap().to_str().unwrap());
+            let validated = def
+                .validate()
+                .unwrap_or_else(|p| panic!("{path:?}: {p:#?}"));
+            assert_eq!(
+                validated.graph.name(),
+                path.file_stem().unwrap().to_str().unwrap()
+            );
             seen += 1;
         }
         assert!(seen >= 2, "expected the example graphs, found {seen}");
@@ -999,7 +1478,9 @@ nodes:
         d.description = "now described".to_owned();
         changes.push(d);
         let mut d = base.clone();
-        d.nodes.0[0].params.insert("k".to_owned(), serde_json::json!(1));
+        d.nodes.0[0]
+            .params
+            .insert("k".to_owned(), serde_json::json!(1));
         changes.push(d);
         let mut d = base.clone();
         d.nodes.0[0].edges[1].retry.as_mut().unwrap().max = 4;

@@ -33,7 +33,15 @@ pub const MAX_YAML_BYTES: usize = 1 << 20;
 pub const MAX_DEPTH: usize = 64;
 
 /// Fields of a node body, as written under its name in `nodes`.
-pub const NODE_FIELDS: [&str; 7] = ["operation", "human", "prompt", "params", "timeout", "heartbeat", "on"];
+pub const NODE_FIELDS: [&str; 7] = [
+    "operation",
+    "human",
+    "prompt",
+    "params",
+    "timeout",
+    "heartbeat",
+    "on",
+];
 
 /// Fields of an edge written as an object.
 pub const EDGE_FIELDS: [&str; 3] = ["to", "retry", "exhausted"];
@@ -58,7 +66,10 @@ impl ParseError {
     fn from_yaml(err: &serde_yaml_ng::Error) -> Self {
         let mut message = err.to_string();
         let location = err.location();
-        let (line, column) = (location.as_ref().map(|l| l.line()), location.as_ref().map(|l| l.column()));
+        let (line, column) = (
+            location.as_ref().map(|l| l.line()),
+            location.as_ref().map(|l| l.column()),
+        );
         if let Some(loc) = location {
             let suffix = format!(" at line {} column {}", loc.line(), loc.column());
             if let Some(text) = message.strip_suffix(&suffix) {
@@ -71,7 +82,11 @@ impl ParseError {
                 message = format!("line {}, column {}: {text}", loc.line(), loc.column());
             }
         }
-        ParseError { message, line, column }
+        ParseError {
+            message,
+            line,
+            column,
+        }
     }
 }
 
@@ -92,12 +107,14 @@ pub fn parse_yaml(text: &str) -> Result<GraphDef, ParseError> {
     // stops alias expansion.
     let budget = budget::Budget::new(text.len() + 1024, MAX_DEPTH);
     let deserializer = serde_yaml_ng::Deserializer::from_str(text);
-    GraphDef::deserialize(budget::Limited::new(deserializer, &budget)).map_err(|e| ParseError::from_yaml(&e))
+    GraphDef::deserialize(budget::Limited::new(deserializer, &budget))
+        .map_err(|e| ParseError::from_yaml(&e))
 }
 
 /// Writes a definition as YAML in the shape [`parse_yaml`] reads (durations canonical).
 pub fn to_yaml(def: &GraphDef) -> String {
-    serde_yaml_ng::to_string(&YamlGraph(def)).expect("a graph definition has only string keys and always serializes")
+    serde_yaml_ng::to_string(&YamlGraph(def))
+        .expect("a graph definition has only string keys and always serializes")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -199,7 +216,11 @@ impl Serialize for NodeDef {
     }
 }
 
-fn write_node_fields<M: SerializeMap>(node: &NodeDef, map: &mut M, on: &impl Serialize) -> Result<(), M::Error> {
+fn write_node_fields<M: SerializeMap>(
+    node: &NodeDef,
+    map: &mut M,
+    on: &impl Serialize,
+) -> Result<(), M::Error> {
     if let Some(operation) = &node.operation {
         map.serialize_entry("operation", operation)?;
     }
@@ -334,7 +355,11 @@ impl<'de> Visitor<'de> for NodeSeed {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NodeDef, A::Error> {
-        let extra = if self.name.is_none() { Some("name") } else { None };
+        let extra = if self.name.is_none() {
+            Some("name")
+        } else {
+            None
+        };
         let mut node = NodeDef {
             name: self.name.unwrap_or_default(),
             operation: None,
@@ -347,19 +372,33 @@ impl<'de> Visitor<'de> for NodeSeed {
         };
         let mut seen: Vec<String> = Vec::new();
         loop {
-            let ctx = if node.name.is_empty() { "node".to_owned() } else { format!("node `{}`", node.name) };
-            let Some(key) = map.next_key_seed(field_key(&ctx, &NODE_FIELDS, extra, &seen))? else { break };
+            let ctx = if node.name.is_empty() {
+                "node".to_owned()
+            } else {
+                format!("node `{}`", node.name)
+            };
+            let Some(key) = map.next_key_seed(field_key(&ctx, &NODE_FIELDS, extra, &seen))? else {
+                break;
+            };
             match key.as_str() {
                 "name" => node.name = map.next_value()?,
                 "operation" => node.operation = map.next_value()?,
                 "human" => node.human = map.next_value()?,
                 "prompt" => node.prompt = map.next_value()?,
                 "params" => {
-                    node.params = map.next_value::<Option<serde_json::Map<_, _>>>()?.unwrap_or_default();
+                    node.params = map
+                        .next_value::<Option<serde_json::Map<_, _>>>()?
+                        .unwrap_or_default();
                 }
-                "timeout" => node.timeout = map.next_value_seed(DurationSeed { ctx: format!("{ctx}: `timeout`") })?,
+                "timeout" => {
+                    node.timeout = map.next_value_seed(DurationSeed {
+                        ctx: format!("{ctx}: `timeout`"),
+                    })?
+                }
                 "heartbeat" => {
-                    node.heartbeat = map.next_value_seed(DurationSeed { ctx: format!("{ctx}: `heartbeat`") })?;
+                    node.heartbeat = map.next_value_seed(DurationSeed {
+                        ctx: format!("{ctx}: `heartbeat`"),
+                    })?;
                 }
                 _ => node.edges = map.next_value_seed(EdgesSeed { ctx })?,
             }
@@ -381,7 +420,10 @@ struct EdgesSeed {
 impl EdgesSeed {
     fn duplicate(&self, edges: &[EdgeDef], label: &str) -> Result<(), String> {
         if edges.iter().any(|e| e.label == label) {
-            return Err(format!("{}: label `{label}` is given twice under `on`; keep one edge per label", self.ctx));
+            return Err(format!(
+                "{}: label `{label}` is given twice under `on`; keep one edge per label",
+                self.ctx
+            ));
         }
         Ok(())
     }
@@ -412,9 +454,14 @@ impl<'de> Visitor<'de> for EdgesSeed {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<EdgeDef>, A::Error> {
         let mut edges: Vec<EdgeDef> = Vec::new();
-        while let Some(label) = map.next_key_seed(Key(|label: &str| self.duplicate(&edges, label)))? {
+        while let Some(label) =
+            map.next_key_seed(Key(|label: &str| self.duplicate(&edges, label)))?
+        {
             let ctx = format!("{}: edge `{label}`", self.ctx);
-            edges.push(map.next_value_seed(EdgeSeed { ctx, label: Some(label) })?);
+            edges.push(map.next_value_seed(EdgeSeed {
+                ctx,
+                label: Some(label),
+            })?);
         }
         Ok(edges)
     }
@@ -422,8 +469,12 @@ impl<'de> Visitor<'de> for EdgesSeed {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<EdgeDef>, A::Error> {
         let mut edges: Vec<EdgeDef> = Vec::new();
         let ctx = format!("{}: edge", self.ctx);
-        while let Some(edge) = seq.next_element_seed(EdgeSeed { ctx: ctx.clone(), label: None })? {
-            self.duplicate(&edges, &edge.label).map_err(de::Error::custom)?;
+        while let Some(edge) = seq.next_element_seed(EdgeSeed {
+            ctx: ctx.clone(),
+            label: None,
+        })? {
+            self.duplicate(&edges, &edge.label)
+                .map_err(de::Error::custom)?;
             edges.push(edge);
         }
         Ok(edges)
@@ -432,7 +483,10 @@ impl<'de> Visitor<'de> for EdgesSeed {
 
 impl<'de> Deserialize<'de> for EdgeDef {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(EdgeSeed { ctx: "edge".to_owned(), label: None })
+        deserializer.deserialize_map(EdgeSeed {
+            ctx: "edge".to_owned(),
+            label: None,
+        })
     }
 }
 
@@ -446,7 +500,12 @@ struct EdgeSeed {
 
 impl EdgeSeed {
     fn edge(&self, to: Option<String>) -> EdgeDef {
-        EdgeDef { label: self.label.clone().unwrap_or_default(), to, retry: None, exhausted: None }
+        EdgeDef {
+            label: self.label.clone().unwrap_or_default(),
+            to,
+            retry: None,
+            exhausted: None,
+        }
     }
 }
 
@@ -478,7 +537,11 @@ impl<'de> Visitor<'de> for EdgeSeed {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EdgeDef, A::Error> {
-        let extra = if self.label.is_none() { Some("label") } else { None };
+        let extra = if self.label.is_none() {
+            Some("label")
+        } else {
+            None
+        };
         let mut edge = self.edge(None);
         let mut seen: Vec<String> = Vec::new();
         while let Some(key) = map.next_key_seed(field_key(&self.ctx, &EDGE_FIELDS, extra, &seen))? {
@@ -500,7 +563,10 @@ impl<'de> Visitor<'de> for EdgeSeed {
             )));
         }
         if extra.is_some() && !seen.iter().any(|k| k == "label") {
-            return Err(de::Error::custom(format_args!("{}: missing field `label`", self.ctx)));
+            return Err(de::Error::custom(format_args!(
+                "{}: missing field `label`",
+                self.ctx
+            )));
         }
         Ok(edge)
     }
@@ -508,7 +574,10 @@ impl<'de> Visitor<'de> for EdgeSeed {
 
 impl<'de> Deserialize<'de> for Retry {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        RetrySeed { ctx: "retry".to_owned() }.deserialize(deserializer)
+        RetrySeed {
+            ctx: "retry".to_owned(),
+        }
+        .deserialize(deserializer)
     }
 }
 
@@ -534,14 +603,21 @@ impl<'de> Visitor<'de> for RetrySeed {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Retry, A::Error> {
         let mut max = None;
-        let mut retry = Retry { max: 0, delay: Duration::ZERO, backoff: 1.0, max_delay: None };
+        let mut retry = Retry {
+            max: 0,
+            delay: Duration::ZERO,
+            backoff: 1.0,
+            max_delay: None,
+        };
         let mut seen: Vec<String> = Vec::new();
         while let Some(key) = map.next_key_seed(field_key(&self.ctx, &RETRY_FIELDS, None, &seen))? {
             match key.as_str() {
                 "max" => max = Some(map.next_value::<u32>()?),
                 "delay" => {
                     let ctx = format!("{}: `delay`", self.ctx);
-                    retry.delay = map.next_value_seed(DurationSeed { ctx })?.unwrap_or_default();
+                    retry.delay = map
+                        .next_value_seed(DurationSeed { ctx })?
+                        .unwrap_or_default();
                 }
                 "backoff" => retry.backoff = map.next_value::<Option<f64>>()?.unwrap_or(1.0),
                 _ => {
@@ -594,8 +670,15 @@ fn field_key<'s>(
 ) -> Key<impl FnOnce(&str) -> Result<(), String> + 's> {
     Key(move |key: &str| {
         if !fields.contains(&key) && extra != Some(key) {
-            let expected: Vec<String> = extra.iter().chain(fields).map(|f| format!("`{f}`")).collect();
-            return Err(format!("{ctx}: unknown field `{key}`; expected one of {}", expected.join(", ")));
+            let expected: Vec<String> = extra
+                .iter()
+                .chain(fields)
+                .map(|f| format!("`{f}`"))
+                .collect();
+            return Err(format!(
+                "{ctx}: unknown field `{key}`; expected one of {}",
+                expected.join(", ")
+            ));
         }
         if seen.iter().any(|s| s == key) {
             return Err(format!("{ctx}: field `{key}` is given twice; keep one"));
@@ -645,7 +728,10 @@ struct DurationSeed {
 impl<'de> DeserializeSeed<'de> for DurationSeed {
     type Value = Option<Duration>;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<Duration>, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
         deserializer.deserialize_option(self)
     }
 }
@@ -665,12 +751,17 @@ impl<'de> Visitor<'de> for DurationSeed {
         Ok(None)
     }
 
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<Duration>, D::Error> {
+    fn visit_some<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
         deserializer.deserialize_str(self)
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<Duration>, E> {
-        duration::parse(v).map(Some).map_err(|e| E::custom(format_args!("{}: {e}", self.ctx)))
+        duration::parse(v)
+            .map(Some)
+            .map_err(|e| E::custom(format_args!("{}: {e}", self.ctx)))
     }
 }
 
@@ -683,7 +774,9 @@ mod tests {
     const ORDER: &str = include_str!("../../example-worker/graphs/order.yaml");
 
     fn error_of(text: &str) -> String {
-        parse_yaml(text).expect_err("input must be rejected").message
+        parse_yaml(text)
+            .expect_err("input must be rejected")
+            .message
     }
 
     #[test]
@@ -718,7 +811,10 @@ mod tests {
         assert_eq!(confirm.params["template"], "order_confirmed");
         let escalate = def.nodes.0.iter().find(|n| n.name == "escalate").unwrap();
         assert!(escalate.human);
-        assert_eq!(escalate.edge("timeout").unwrap().retry.unwrap().delay, Duration::ZERO);
+        assert_eq!(
+            escalate.edge("timeout").unwrap().retry.unwrap().delay,
+            Duration::ZERO
+        );
     }
 
     #[test]
@@ -727,7 +823,10 @@ mod tests {
         assert_eq!(parse_yaml(&to_yaml(&def)).unwrap(), def);
         let json = serde_json::to_value(&def).unwrap();
         assert_eq!(json["nodes"][5]["name"], "confirm");
-        assert_eq!(json["nodes"][5]["on"][0], serde_json::json!({"label": "sent", "to": null}));
+        assert_eq!(
+            json["nodes"][5]["on"][0],
+            serde_json::json!({"label": "sent", "to": null})
+        );
         assert_eq!(json["nodes"][0]["timeout"], "30s");
         assert_eq!(json["nodes"][0]["on"][2]["retry"]["max_delay"], "1m");
         let text = serde_json::to_string(&json).unwrap();
@@ -743,7 +842,10 @@ mod tests {
         });
         let def: GraphDef = serde_json::from_value(json).unwrap();
         assert_eq!(def.nodes.0[0].timeout, Some(Duration::from_secs(60)));
-        assert_eq!(def.nodes.0[0].edge("again").unwrap().retry.map(|r| r.max), Some(2));
+        assert_eq!(
+            def.nodes.0[0].edge("again").unwrap().retry.map(|r| r.max),
+            Some(2)
+        );
     }
 
     #[test]
@@ -751,12 +853,16 @@ mod tests {
         let json = serde_json::json!({"name": "g", "start": "a", "nodes": [
             {"name": "a", "operation": "x", "on": [{"label": "ok", "to": null}, {"label": "ok", "to": "a"}]},
         ]});
-        let err = serde_json::from_value::<GraphDef>(json).unwrap_err().to_string();
+        let err = serde_json::from_value::<GraphDef>(json)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("node `a`: label `ok` is given twice"), "{err}");
         let json = serde_json::json!({"name": "g", "start": "a", "nodes": [
             {"name": "a", "operation": "x"}, {"name": "a", "operation": "y"},
         ]});
-        let err = serde_json::from_value::<GraphDef>(json).unwrap_err().to_string();
+        let err = serde_json::from_value::<GraphDef>(json)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("node `a` is defined twice"), "{err}");
     }
 
@@ -769,10 +875,17 @@ mod tests {
         assert_eq!(serde_json::from_value::<NodeDef>(json).unwrap(), *node);
         let edge = &node.edges[0];
         let json = serde_json::to_value(edge).unwrap();
-        assert_eq!(json, serde_json::json!({"label": "reserved", "to": "charge"}));
+        assert_eq!(
+            json,
+            serde_json::json!({"label": "reserved", "to": "charge"})
+        );
         assert_eq!(serde_json::from_value::<EdgeDef>(json).unwrap(), *edge);
-        let missing = serde_json::from_value::<EdgeDef>(serde_json::json!({"to": "x"})).unwrap_err();
-        assert!(missing.to_string().contains("missing field `label`"), "{missing}");
+        let missing =
+            serde_json::from_value::<EdgeDef>(serde_json::json!({"to": "x"})).unwrap_err();
+        assert!(
+            missing.to_string().contains("missing field `label`"),
+            "{missing}"
+        );
     }
 
     #[test]
@@ -781,13 +894,17 @@ mod tests {
                     done: { to: ~, retry: { max: 2 } }\n";
         let def = parse_yaml(text).unwrap();
         let json = serde_json::to_value(&def).unwrap();
-        assert_eq!(json["nodes"][0]["on"][0], serde_json::json!({"label": "done", "to": null, "retry": {"max": 2}}));
+        assert_eq!(
+            json["nodes"][0]["on"][0],
+            serde_json::json!({"label": "done", "to": null, "retry": {"max": 2}})
+        );
         assert_eq!(serde_json::from_value::<GraphDef>(json).unwrap(), def);
     }
 
     #[test]
     fn duplicate_node_is_rejected_by_name() {
-        let text = "name: g\nstart: a\nnodes:\n  a:\n    operation: op\n  a:\n    operation: other\n";
+        let text =
+            "name: g\nstart: a\nnodes:\n  a:\n    operation: op\n  a:\n    operation: other\n";
         let message = error_of(text);
         assert!(message.contains("node `a` is defined twice"), "{message}");
         assert!(message.starts_with("line 6, column 3: "), "{message}");
@@ -797,14 +914,23 @@ mod tests {
     fn duplicate_label_is_rejected_naming_node_and_label() {
         let text = "name: g\nstart: a\nnodes:\n  a:\n    operation: op\n    on:\n      ok: ~\n      ok: a\n";
         let message = error_of(text);
-        assert!(message.contains("node `a`: label `ok` is given twice"), "{message}");
+        assert!(
+            message.contains("node `a`: label `ok` is given twice"),
+            "{message}"
+        );
     }
 
     #[test]
     fn duplicate_fields_are_rejected_everywhere() {
         let cases = [
-            ("name: g\nname: h\nstart: a\nnodes: {}\n", "duplicate field `name`"),
-            ("name: g\nstart: a\nnodes:\n  a:\n    operation: x\n    operation: y\n", "node `a`: field `operation` is given twice"),
+            (
+                "name: g\nname: h\nstart: a\nnodes: {}\n",
+                "duplicate field `name`",
+            ),
+            (
+                "name: g\nstart: a\nnodes:\n  a:\n    operation: x\n    operation: y\n",
+                "node `a`: field `operation` is given twice",
+            ),
             (
                 "name: g\nstart: a\nnodes:\n  a:\n    on:\n      e: { to: a, to: b }\n",
                 "node `a`: edge `e`: field `to` is given twice",
@@ -823,8 +949,14 @@ mod tests {
     #[test]
     fn unknown_keys_are_rejected_everywhere() {
         let cases = [
-            ("name: g\nstart: a\nnodes: {}\ncolour: red\n", "unknown field `colour`"),
-            ("name: g\nstart: a\nnodes:\n  a:\n    operaton: x\n", "node `a`: unknown field `operaton`; expected one of `operation`"),
+            (
+                "name: g\nstart: a\nnodes: {}\ncolour: red\n",
+                "unknown field `colour`",
+            ),
+            (
+                "name: g\nstart: a\nnodes:\n  a:\n    operaton: x\n",
+                "node `a`: unknown field `operaton`; expected one of `operation`",
+            ),
             (
                 "name: g\nstart: a\nnodes:\n  a:\n    on:\n      e: { target: b }\n",
                 "node `a`: edge `e`: unknown field `target`; expected one of `to`",
@@ -843,16 +975,34 @@ mod tests {
     #[test]
     fn shape_errors_say_where_and_what() {
         let cases = [
-            ("name: g\nstart: a\nnodes:\n  a:\n    timeout: -5s\n", "node `a`: `timeout`: invalid duration `-5s`: durations cannot be negative"),
+            (
+                "name: g\nstart: a\nnodes:\n  a:\n    timeout: -5s\n",
+                "node `a`: `timeout`: invalid duration `-5s`: durations cannot be negative",
+            ),
             (
                 "name: g\nstart: a\nnodes:\n  a:\n    on:\n      e: { to: a, retry: { max: 1, delay: 1.5s } }\n",
                 "node `a`: edge `e`: retry: `delay`: invalid duration `1.5s`",
             ),
-            ("name: g\nstart: a\nnodes:\n  a:\n    timeout: 5\n", "node `a`: `timeout`: invalid duration `5`: `5` has no unit"),
-            ("name: g\nstart: a\nnodes:\n  a:\n    timeout: [5s]\n", "expected a duration"),
-            ("name: g\nstart: a\nnodes:\n  a:\n    on:\n      e: { retry: { max: 1 } }\n", "node `a`: edge `e`: missing field `to`"),
-            ("name: g\nstart: a\nnodes:\n  a:\n    on:\n      e: { to: a, retry: {} }\n", "node `a`: edge `e`: retry: missing field `max`"),
-            ("name: g\nstart: a\nnodes:\n  a:\n    on:\n      e: [a]\n", "a target node name"),
+            (
+                "name: g\nstart: a\nnodes:\n  a:\n    timeout: 5\n",
+                "node `a`: `timeout`: invalid duration `5`: `5` has no unit",
+            ),
+            (
+                "name: g\nstart: a\nnodes:\n  a:\n    timeout: [5s]\n",
+                "expected a duration",
+            ),
+            (
+                "name: g\nstart: a\nnodes:\n  a:\n    on:\n      e: { retry: { max: 1 } }\n",
+                "node `a`: edge `e`: missing field `to`",
+            ),
+            (
+                "name: g\nstart: a\nnodes:\n  a:\n    on:\n      e: { to: a, retry: {} }\n",
+                "node `a`: edge `e`: retry: missing field `max`",
+            ),
+            (
+                "name: g\nstart: a\nnodes:\n  a:\n    on:\n      e: [a]\n",
+                "a target node name",
+            ),
             ("name: g\nstart: a\nnodes:\n  a: {\n", "line"),
         ];
         for (text, expected) in cases {
@@ -875,20 +1025,34 @@ mod tests {
                     l8: &a8 [*a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7]\n";
         let started = Instant::now();
         let message = error_of(text);
-        assert!(started.elapsed().as_secs() < 2, "took {:?}", started.elapsed());
-        assert!(message.contains("too many values") || message.contains("repetition limit"), "{message}");
+        assert!(
+            started.elapsed().as_secs() < 2,
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            message.contains("too many values") || message.contains("repetition limit"),
+            "{message}"
+        );
     }
 
     #[test]
     fn one_large_anchor_repeated_is_rejected() {
         let big: Vec<String> = (0..20_000).map(|i| format!("v{i}")).collect();
-        let mut text = format!("name: g\nstart: a\nnodes:\n  a:\n    params:\n      big: &big [{}]\n", big.join(","));
+        let mut text = format!(
+            "name: g\nstart: a\nnodes:\n  a:\n    params:\n      big: &big [{}]\n",
+            big.join(",")
+        );
         for i in 0..2_000 {
             text.push_str(&format!("      k{i}: *big\n"));
         }
         let started = Instant::now();
         let message = error_of(&text);
-        assert!(started.elapsed().as_secs() < 2, "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed().as_secs() < 2,
+            "took {:?}",
+            started.elapsed()
+        );
         assert!(message.contains("too many values"), "{message}");
     }
 
@@ -908,8 +1072,53 @@ mod tests {
         let text = format!("name: g\n# {}\n", "x".repeat(10 * 1024 * 1024));
         let started = Instant::now();
         let message = error_of(&text);
-        assert!(started.elapsed().as_millis() < 100, "took {:?}", started.elapsed());
-        assert!(message.contains("the limit is 1048576 bytes (1 MiB)"), "{message}");
+        assert!(
+            started.elapsed().as_millis() < 100,
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            message.contains("the limit is 1048576 bytes (1 MiB)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn json_schema_lists_exactly_the_fields_the_parser_accepts() {
+        let text = include_str!("../../docs/graph.schema.json");
+        let schema: serde_json::Value = serde_json::from_str(text).unwrap();
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            keys.sort();
+            keys
+        };
+        let sorted = |fields: &[&str]| -> Vec<String> {
+            let mut fields: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
+            fields.sort();
+            fields
+        };
+        let graph_fields = [
+            "name",
+            "description",
+            "start",
+            "max_steps",
+            "deadline",
+            "on_deadline",
+            "nodes",
+        ];
+        assert_eq!(keys(&schema["properties"]), sorted(&graph_fields));
+        assert_eq!(
+            keys(&schema["$defs"]["node"]["properties"]),
+            sorted(&NODE_FIELDS)
+        );
+        assert_eq!(
+            keys(&schema["$defs"]["edge"]["oneOf"][2]["properties"]),
+            sorted(&EDGE_FIELDS)
+        );
+        assert_eq!(
+            keys(&schema["$defs"]["retry"]["properties"]),
+            sorted(&RETRY_FIELDS)
+        );
     }
 
     #[test]

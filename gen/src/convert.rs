@@ -1,13 +1,13 @@
-//! The protobuf `Graph` to and from the engine's [`GraphDef`]. Empty strings and unset messages
-//! mean "not given"; what cannot be expressed in the model (bad params JSON, negative or
-//! out-of-range durations, a non-finite backoff) comes back as [`Problem`]s naming the node
-//! and field, all at once.
+//! Conversion between the protobuf `Graph` and the engine's [`GraphDef`], and of validation
+//! [`Problem`]s to `GraphProblem`. Rule: protobuf's conventions stop here: empty strings and
+//! zero numbers mean "unset", durations are `google.protobuf.Duration`, params are JSON text.
+//! Input that cannot even be represented in the model (bad params JSON, negative or malformed
+//! durations, a NaN backoff) becomes a [`Problem`] naming the node, label and field; everything
+//! else is left to [`GraphDef::validate`](rondo_engine::GraphDef::validate).
 
 use std::time::Duration;
 
-use rondo_engine::model::{EdgeDef, NodeDef, Nodes, Retry};
-use rondo_engine::{GraphDef, Problem};
-use serde_json::{Map, Value};
+use rondo_engine::{EdgeDef, GraphDef, NodeDef, Nodes, Problem, Retry};
 
 use crate::v1;
 
@@ -24,43 +24,58 @@ pub fn graph_to_proto(def: &GraphDef) -> v1::Graph {
     }
 }
 
-fn node_to_proto(n: &NodeDef) -> v1::Node {
+fn node_to_proto(node: &NodeDef) -> v1::Node {
     v1::Node {
-        name: n.name.clone(),
-        operation: n.operation.clone().unwrap_or_default(),
-        human: n.human,
-        prompt: n.prompt.clone().unwrap_or_default(),
-        params: if n.params.is_empty() { String::new() } else { Value::Object(n.params.clone()).to_string() },
-        timeout: n.timeout.map(duration_to_proto),
-        heartbeat: n.heartbeat.map(duration_to_proto),
-        edges: n.edges.iter().map(edge_to_proto).collect(),
+        name: node.name.clone(),
+        operation: node.operation.clone().unwrap_or_default(),
+        human: node.human,
+        prompt: node.prompt.clone().unwrap_or_default(),
+        params: if node.params.is_empty() {
+            String::new()
+        } else {
+            serde_json::Value::Object(node.params.clone()).to_string()
+        },
+        timeout: node.timeout.map(duration_to_proto),
+        heartbeat: node.heartbeat.map(duration_to_proto),
+        edges: node.edges.iter().map(edge_to_proto).collect(),
     }
 }
 
-fn edge_to_proto(e: &EdgeDef) -> v1::Edge {
+fn edge_to_proto(edge: &EdgeDef) -> v1::Edge {
     v1::Edge {
-        label: e.label.clone(),
-        to: e.to.clone().unwrap_or_default(),
-        retry: e.retry.map(|r| v1::RetryPolicy {
+        label: edge.label.clone(),
+        to: edge.to.clone().unwrap_or_default(),
+        retry: edge.retry.map(|r| v1::RetryPolicy {
             max: r.max,
             delay: (!r.delay.is_zero()).then(|| duration_to_proto(r.delay)),
             backoff: r.backoff,
             max_delay: r.max_delay.map(duration_to_proto),
         }),
-        exhausted: e.exhausted.clone().unwrap_or_default(),
+        exhausted: edge.exhausted.clone().unwrap_or_default(),
     }
 }
 
-/// The definition a protobuf `Graph` describes, or every problem that prevents reading it.
-/// The result still needs [`GraphDef::validate`].
+fn duration_to_proto(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).expect("sub-second nanos fit in i32"),
+    }
+}
+
+/// The engine's form of a protobuf definition, or every problem that stops the conversion.
+/// The result still needs [`GraphDef::validate`](rondo_engine::GraphDef::validate).
 pub fn graph_from_proto(g: &v1::Graph) -> Result<GraphDef, Vec<Problem>> {
     let mut problems = Vec::new();
-    let deadline = opt_duration(g.deadline.as_ref(), None, "deadline", &mut problems);
-    let nodes = g.nodes.iter().map(|n| node_from_proto(n, &mut problems)).collect();
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    Ok(GraphDef {
+    let deadline = g
+        .deadline
+        .as_ref()
+        .and_then(|d| duration_from_proto(d, &Place::graph("deadline"), &mut problems));
+    let nodes = g
+        .nodes
+        .iter()
+        .map(|n| node_from_proto(n, &mut problems))
+        .collect();
+    let def = GraphDef {
         name: g.name.clone(),
         description: g.description.clone(),
         start: g.start.clone(),
@@ -68,135 +83,361 @@ pub fn graph_from_proto(g: &v1::Graph) -> Result<GraphDef, Vec<Problem>> {
         deadline,
         on_deadline: non_empty(&g.on_deadline),
         nodes: Nodes(nodes),
-    })
+    };
+    if problems.is_empty() {
+        Ok(def)
+    } else {
+        Err(problems)
+    }
 }
 
-fn node_from_proto(n: &v1::Node, problems: &mut Vec<Problem>) -> NodeDef {
-    let name = Some(n.name.as_str());
-    let params = if n.params.trim().is_empty() {
-        Map::new()
-    } else {
-        match serde_json::from_str::<Value>(&n.params) {
-            Ok(Value::Object(map)) => map,
+fn node_from_proto(node: &v1::Node, problems: &mut Vec<Problem>) -> NodeDef {
+    let place = |field: &'static str| Place {
+        node: Some(&node.name),
+        label: None,
+        field,
+    };
+    let params = match node.params.trim() {
+        "" => serde_json::Map::new(),
+        text => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(map)) => map,
             Ok(_) => {
-                problems.push(problem(name, None, "params", "`params` must be a JSON object"));
-                Map::new()
+                problems
+                    .push(place("params").problem(
+                        "`params` must be a JSON object, such as `{\"template\": \"x\"}`",
+                    ));
+                serde_json::Map::new()
             }
             Err(e) => {
-                problems.push(problem(name, None, "params", &format!("`params` is not valid JSON: {e}")));
-                Map::new()
+                problems.push(place("params").problem(&format!(
+                    "`params` is not valid JSON ({e}); send a JSON object"
+                )));
+                serde_json::Map::new()
             }
-        }
+        },
     };
-    let edges = n
-        .edges
-        .iter()
-        .map(|e| {
-            let retry = e.retry.as_ref().map(|r| {
-                if !r.backoff.is_finite() {
-                    problems.push(problem(name, Some(&e.label), "retry.backoff", "`retry.backoff` must be a finite number"));
-                }
-                Retry {
-                    max: r.max,
-                    delay: opt_duration(r.delay.as_ref(), Some((name, &e.label)), "retry.delay", problems)
-                        .unwrap_or_default(),
-                    backoff: if r.backoff == 0.0 { 1.0 } else { r.backoff },
-                    max_delay: opt_duration(r.max_delay.as_ref(), Some((name, &e.label)), "retry.max_delay", problems),
-                }
-            });
-            EdgeDef { label: e.label.clone(), to: non_empty(&e.to), retry, exhausted: non_empty(&e.exhausted) }
-        })
-        .collect();
     NodeDef {
-        name: n.name.clone(),
-        operation: non_empty(&n.operation),
-        human: n.human,
-        prompt: non_empty(&n.prompt),
+        name: node.name.clone(),
+        operation: non_empty(&node.operation),
+        human: node.human,
+        prompt: non_empty(&node.prompt),
         params,
-        timeout: opt_duration(n.timeout.as_ref(), Some((name, "")), "timeout", problems),
-        heartbeat: opt_duration(n.heartbeat.as_ref(), Some((name, "")), "heartbeat", problems),
-        edges,
+        timeout: node
+            .timeout
+            .as_ref()
+            .and_then(|d| duration_from_proto(d, &place("timeout"), problems)),
+        heartbeat: node
+            .heartbeat
+            .as_ref()
+            .and_then(|d| duration_from_proto(d, &place("heartbeat"), problems)),
+        edges: node
+            .edges
+            .iter()
+            .map(|e| edge_from_proto(&node.name, e, problems))
+            .collect(),
     }
 }
 
-/// A validation problem on the wire.
-pub fn problem_to_proto(p: &Problem) -> v1::GraphProblem {
-    v1::GraphProblem {
-        node: p.node.clone().unwrap_or_default(),
-        label: p.label.clone().unwrap_or_default(),
-        field: p.field.clone().unwrap_or_default(),
-        message: p.message.clone(),
+fn edge_from_proto(node: &str, edge: &v1::Edge, problems: &mut Vec<Problem>) -> EdgeDef {
+    let place = |field: &'static str| Place {
+        node: Some(node),
+        label: Some(&edge.label),
+        field,
+    };
+    let retry = edge.retry.as_ref().map(|r| {
+        let backoff = if r.backoff == 0.0 { 1.0 } else { r.backoff };
+        if !backoff.is_finite() {
+            problems.push(place("retry.backoff").problem(&format!(
+                "`retry.backoff` is {}; send a number from 1 (constant delay) to 100",
+                r.backoff
+            )));
+        }
+        Retry {
+            max: r.max,
+            delay: r
+                .delay
+                .as_ref()
+                .and_then(|d| duration_from_proto(d, &place("retry.delay"), problems))
+                .unwrap_or_default(),
+            backoff: if backoff.is_finite() { backoff } else { 1.0 },
+            max_delay: r
+                .max_delay
+                .as_ref()
+                .and_then(|d| duration_from_proto(d, &place("retry.max_delay"), problems)),
+        }
+    });
+    EdgeDef {
+        label: edge.label.clone(),
+        to: non_empty(&edge.to),
+        retry,
+        exhausted: non_empty(&edge.exhausted),
     }
 }
 
-fn duration_to_proto(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+/// Where in the definition a value sits, for problems.
+struct Place<'a> {
+    node: Option<&'a str>,
+    label: Option<&'a str>,
+    field: &'static str,
+}
+
+impl Place<'_> {
+    fn graph(field: &'static str) -> Self {
+        Place {
+            node: None,
+            label: None,
+            field,
+        }
+    }
+
+    /// A problem here; `what` is prefixed with the node and edge it concerns.
+    fn problem(&self, what: &str) -> Problem {
+        let prefix = match (self.node, self.label) {
+            (Some(node), Some(label)) => format!("node `{node}`: edge `{label}`: "),
+            (Some(node), None) => format!("node `{node}`: "),
+            _ => "the graph's ".to_owned(),
+        };
+        Problem {
+            node: self.node.map(str::to_owned),
+            label: self.label.map(str::to_owned),
+            field: Some(self.field.to_owned()),
+            message: format!("{prefix}{what}"),
+        }
     }
 }
 
-fn opt_duration(
-    d: Option<&prost_types::Duration>,
-    at: Option<(Option<&str>, &str)>,
-    field: &str,
+fn duration_from_proto(
+    d: &prost_types::Duration,
+    place: &Place<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<Duration> {
-    let d = d?;
-    match Duration::try_from(*d) {
-        Ok(d) => Some(d),
-        Err(_) => {
-            let (node, label) = at.unwrap_or((None, ""));
-            let label = (!label.is_empty()).then_some(label);
-            problems.push(problem(node, label, field, &format!("`{field}` must be a positive duration")));
-            None
-        }
+    let field = place.field;
+    if d.seconds < 0 || d.nanos < 0 {
+        problems.push(place.problem(&format!(
+            "`{field}` is negative; durations must be greater than zero"
+        )));
+        return None;
     }
-}
-
-fn problem(node: Option<&str>, label: Option<&str>, field: &str, message: &str) -> Problem {
-    let prefix = match (node, label) {
-        (Some(n), Some(l)) => format!("node `{n}`: edge `{l}`: "),
-        (Some(n), None) => format!("node `{n}`: "),
-        _ => String::new(),
+    let (Ok(secs), Ok(nanos)) = (u64::try_from(d.seconds), u32::try_from(d.nanos)) else {
+        return None;
     };
-    Problem {
-        node: node.map(str::to_owned),
-        label: label.map(str::to_owned),
-        field: Some(field.to_owned()),
-        message: format!("{prefix}{message}"),
+    if nanos >= 1_000_000_000 {
+        problems.push(place.problem(&format!(
+            "`{field}` has {nanos} nanos; a protobuf duration keeps nanos below one second"
+        )));
+        return None;
     }
+    Some(Duration::new(secs, nanos))
 }
 
 fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
+/// The protobuf form of a validation problem (empty strings for absent parts).
+pub fn problem_to_proto(problem: &Problem) -> v1::GraphProblem {
+    v1::GraphProblem {
+        node: problem.node.clone().unwrap_or_default(),
+        label: problem.label.clone().unwrap_or_default(),
+        field: problem.field.clone().unwrap_or_default(),
+        message: problem.message.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use rondo_engine::parse_yaml;
+
     use super::*;
 
-    const ORDER: &str = include_str!("../../example-worker/graphs/order.yaml");
-
-    #[test]
-    fn yaml_and_protobuf_describe_the_same_graph() {
-        let def = rondo_engine::parse_yaml(ORDER).expect("order graph parses");
-        let back = graph_from_proto(&graph_to_proto(&def)).expect("converts back");
-        assert_eq!(back, def);
-        let hash = |d: &GraphDef| d.validate().map(|v| v.graph.hash().to_owned()).expect("valid");
-        assert_eq!(hash(&back), hash(&def));
+    fn example(name: &str) -> GraphDef {
+        let path = format!(
+            "{}/../example-worker/graphs/{name}.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        parse_yaml(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
     #[test]
-    fn unreadable_fields_are_reported_together_with_node_and_field() {
-        let mut g = graph_to_proto(&rondo_engine::parse_yaml(ORDER).unwrap());
-        g.nodes[0].params = "[1]".into();
-        g.nodes[1].timeout = Some(prost_types::Duration { seconds: -5, nanos: 0 });
-        let problems = graph_from_proto(&g).unwrap_err();
-        assert_eq!(problems.len(), 2, "{problems:?}");
-        assert_eq!(problems[0].node.as_deref(), Some("reserve"));
-        assert_eq!(problems[0].field.as_deref(), Some("params"));
-        assert_eq!(problems[1].node.as_deref(), Some("charge"));
-        assert!(problems[1].message.contains("timeout"), "{}", problems[1].message);
+    fn yaml_to_proto_and_back_is_lossless() {
+        for name in ["order", "approval"] {
+            let def = example(name);
+            let proto = graph_to_proto(&def);
+            assert_eq!(graph_from_proto(&proto).unwrap(), def, "{name}");
+        }
+    }
+
+    #[test]
+    fn unset_fields_are_empty_in_proto() {
+        let proto = graph_to_proto(&example("order"));
+        assert_eq!(proto.max_steps, 500);
+        assert_eq!(
+            proto.deadline,
+            Some(prost_types::Duration {
+                seconds: 7200,
+                nanos: 0
+            })
+        );
+        let confirm = proto.nodes.iter().find(|n| n.name == "confirm").unwrap();
+        assert_eq!(confirm.edges[0].to, "");
+        assert_eq!(confirm.params, r#"{"template":"order_confirmed"}"#);
+        let escalate = proto.nodes.iter().find(|n| n.name == "escalate").unwrap();
+        assert_eq!(escalate.operation, "");
+        let timeout = escalate
+            .edges
+            .iter()
+            .find(|e| e.label == "timeout")
+            .unwrap();
+        assert_eq!(timeout.retry.unwrap().delay, None);
+        assert_eq!(timeout.exhausted, "page_oncall");
+    }
+
+    #[test]
+    fn zero_backoff_means_constant_and_empty_means_unset() {
+        let proto = v1::Graph {
+            name: "g".into(),
+            start: "a".into(),
+            nodes: vec![v1::Node {
+                name: "a".into(),
+                operation: "op".into(),
+                edges: vec![
+                    v1::Edge {
+                        label: "ok".into(),
+                        ..Default::default()
+                    },
+                    v1::Edge {
+                        label: "error".into(),
+                        to: "a".into(),
+                        retry: Some(v1::RetryPolicy {
+                            max: 2,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let def = graph_from_proto(&proto).unwrap();
+        assert_eq!(def.max_steps, None);
+        assert_eq!(def.on_deadline, None);
+        let node = &def.nodes.0[0];
+        assert_eq!((node.prompt.as_ref(), node.params.len()), (None, 0));
+        assert_eq!(node.edges[0].to, None);
+        assert_eq!(
+            node.edges[1].retry,
+            Some(Retry {
+                max: 2,
+                delay: Duration::ZERO,
+                backoff: 1.0,
+                max_delay: None
+            })
+        );
+        assert!(def.validate().is_ok());
+    }
+
+    #[test]
+    fn unrepresentable_values_become_problems_naming_node_and_field() {
+        let negative = Some(prost_types::Duration {
+            seconds: -5,
+            nanos: 0,
+        });
+        let proto = v1::Graph {
+            name: "g".into(),
+            start: "a".into(),
+            deadline: Some(prost_types::Duration {
+                seconds: 1,
+                nanos: 2_000_000_000,
+            }),
+            nodes: vec![v1::Node {
+                name: "a".into(),
+                operation: "op".into(),
+                params: "{not json".into(),
+                timeout: negative,
+                edges: vec![v1::Edge {
+                    label: "error".into(),
+                    to: "a".into(),
+                    retry: Some(v1::RetryPolicy {
+                        max: 2,
+                        backoff: f64::NAN,
+                        delay: negative,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let problems = graph_from_proto(&proto).unwrap_err();
+        let found: Vec<(Option<&str>, Option<&str>, Option<&str>)> = problems
+            .iter()
+            .map(|p| (p.node.as_deref(), p.label.as_deref(), p.field.as_deref()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (None, None, Some("deadline")),
+                (Some("a"), None, Some("params")),
+                (Some("a"), None, Some("timeout")),
+                (Some("a"), Some("error"), Some("retry.backoff")),
+                (Some("a"), Some("error"), Some("retry.delay")),
+            ]
+        );
+        assert!(
+            problems[1]
+                .message
+                .starts_with("node `a`: `params` is not valid JSON"),
+            "{}",
+            problems[1]
+        );
+        assert_eq!(
+            problems[2].message,
+            "node `a`: `timeout` is negative; durations must be greater than zero"
+        );
+        assert!(
+            problems[3]
+                .message
+                .starts_with("node `a`: edge `error`: `retry.backoff` is NaN"),
+            "{}",
+            problems[3]
+        );
+
+        let array = v1::Graph {
+            nodes: vec![v1::Node {
+                name: "b".into(),
+                params: "[1]".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let problems = graph_from_proto(&array).unwrap_err();
+        assert!(
+            problems[0]
+                .message
+                .contains("node `b`: `params` must be a JSON object"),
+            "{}",
+            problems[0]
+        );
+    }
+
+    #[test]
+    fn problems_convert_with_empty_strings_for_absent_parts() {
+        let problem = Problem {
+            node: Some("a".into()),
+            label: None,
+            field: Some("timeout".into()),
+            message: "node `a`: bad".into(),
+        };
+        assert_eq!(
+            problem_to_proto(&problem),
+            v1::GraphProblem {
+                node: "a".into(),
+                label: String::new(),
+                field: "timeout".into(),
+                message: "node `a`: bad".into(),
+            }
+        );
     }
 }

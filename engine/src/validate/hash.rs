@@ -17,11 +17,19 @@ const DOMAIN: &str = "rondo.graph.v1\n";
 pub(crate) fn canonical_hash(def: &GraphDef) -> String {
     let mut text = String::from(DOMAIN);
     write_canonical(&canonical_value(def), &mut text);
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn canonical_value(def: &GraphDef) -> Value {
-    let nodes: Map<String, Value> = def.nodes.0.iter().map(|n| (n.name.clone(), node_value(n))).collect();
+    let nodes: Map<String, Value> = def
+        .nodes
+        .0
+        .iter()
+        .map(|n| (n.name.clone(), node_value(n)))
+        .collect();
     json!({
         "name": def.name,
         "description": text(Some(&def.description)),
@@ -34,7 +42,11 @@ fn canonical_value(def: &GraphDef) -> Value {
 }
 
 fn node_value(node: &NodeDef) -> Value {
-    let edges: Map<String, Value> = node.edges.iter().map(|e| (e.label.clone(), edge_value(e))).collect();
+    let edges: Map<String, Value> = node
+        .edges
+        .iter()
+        .map(|e| (e.label.clone(), edge_value(e)))
+        .collect();
     json!({
         "operation": text(node.operation.as_ref()),
         "human": node.human,
@@ -61,7 +73,8 @@ fn edge_value(edge: &EdgeDef) -> Value {
 
 /// Empty text and absent text mean the same (protobuf cannot tell them apart).
 fn text(s: Option<&String>) -> Value {
-    s.filter(|s| !s.is_empty()).map_or(Value::Null, |s| Value::String(s.clone()))
+    s.filter(|s| !s.is_empty())
+        .map_or(Value::Null, |s| Value::String(s.clone()))
 }
 
 /// Compact JSON with object keys sorted, whatever order the map keeps them in.

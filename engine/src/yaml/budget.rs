@@ -7,7 +7,9 @@
 use std::cell::Cell;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
+use serde::de::{
+    self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
+};
 
 /// Limits shared by every wrapper of one deserialization.
 pub(super) struct Budget {
@@ -22,7 +24,11 @@ pub(super) struct Budget {
 impl Budget {
     /// A budget of `values` values nested at most `max_depth` deep.
     pub(super) fn new(values: usize, max_depth: usize) -> Self {
-        Budget { remaining: Cell::new(values), depth: Cell::new(0), max_depth }
+        Budget {
+            remaining: Cell::new(values),
+            depth: Cell::new(0),
+            max_depth,
+        }
     }
 
     fn charge<E: de::Error>(&self) -> Result<(), E> {
@@ -77,7 +83,10 @@ struct Counted<'b, T> {
 
 impl<'b, T> Counted<'b, T> {
     fn wrap<U>(&self, inner: U) -> Counted<'b, U> {
-        Counted { inner, budget: self.budget }
+        Counted {
+            inner,
+            budget: self.budget,
+        }
     }
 }
 
@@ -182,12 +191,17 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Counted<'_, V> {
 
     fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<V::Value, D::Error> {
         self.budget.charge()?;
-        self.inner.visit_some(Limited::new(deserializer, self.budget))
+        self.inner
+            .visit_some(Limited::new(deserializer, self.budget))
     }
 
-    fn visit_newtype_struct<D: Deserializer<'de>>(self, deserializer: D) -> Result<V::Value, D::Error> {
+    fn visit_newtype_struct<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<V::Value, D::Error> {
         self.budget.charge()?;
-        self.inner.visit_newtype_struct(Limited::new(deserializer, self.budget))
+        self.inner
+            .visit_newtype_struct(Limited::new(deserializer, self.budget))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
@@ -202,7 +216,12 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Counted<'_, V> {
 
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
         let budget = self.budget;
-        budget.nested(|| self.inner.visit_enum(Counted { inner: data, budget }))
+        budget.nested(|| {
+            self.inner.visit_enum(Counted {
+                inner: data,
+                budget,
+            })
+        })
     }
 }
 
@@ -210,14 +229,18 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Counted<'_, S> {
     type Value = S::Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
-        self.inner.deserialize(Limited::new(deserializer, self.budget))
+        self.inner
+            .deserialize(Limited::new(deserializer, self.budget))
     }
 }
 
 impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Counted<'_, A> {
     type Error = A::Error;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, A::Error> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, A::Error> {
         let seed = self.wrap(seed);
         self.inner.next_element_seed(seed)
     }
@@ -230,7 +253,10 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Counted<'_, A> {
 impl<'de, A: MapAccess<'de>> MapAccess<'de> for Counted<'_, A> {
     type Error = A::Error;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
         let seed = self.wrap(seed);
         self.inner.next_key_seed(seed)
     }
@@ -249,10 +275,22 @@ impl<'b, 'de, A: EnumAccess<'de>> EnumAccess<'de> for Counted<'b, A> {
     type Error = A::Error;
     type Variant = Counted<'b, A::Variant>;
 
-    fn variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<(T::Value, Self::Variant), A::Error> {
+    fn variant_seed<T: DeserializeSeed<'de>>(
+        self,
+        seed: T,
+    ) -> Result<(T::Value, Self::Variant), A::Error> {
         let budget = self.budget;
-        let (value, variant) = self.inner.variant_seed(Counted { inner: seed, budget })?;
-        Ok((value, Counted { inner: variant, budget }))
+        let (value, variant) = self.inner.variant_seed(Counted {
+            inner: seed,
+            budget,
+        })?;
+        Ok((
+            value,
+            Counted {
+                inner: variant,
+                budget,
+            },
+        ))
     }
 }
 

@@ -4,11 +4,13 @@
 pub mod convert;
 pub mod graph;
 pub mod inbox;
+pub mod schedule;
 pub mod worker;
 pub mod workflow;
 
 use rondo_gen::v1::graph_service_server::GraphServiceServer;
 use rondo_gen::v1::inbox_service_server::InboxServiceServer;
+use rondo_gen::v1::schedule_service_server::ScheduleServiceServer;
 use rondo_gen::v1::worker_service_server::WorkerServiceServer;
 use rondo_gen::v1::workflow_service_server::WorkflowServiceServer;
 use tonic::Status;
@@ -22,6 +24,7 @@ pub fn routes(service: &Service) -> Routes {
         .add_service(WorkflowServiceServer::new(workflow::WorkflowApi(service.clone())))
         .add_service(WorkerServiceServer::new(worker::WorkerApi(service.clone())))
         .add_service(InboxServiceServer::new(inbox::InboxApi(service.clone())))
+        .add_service(ScheduleServiceServer::new(schedule::ScheduleApi(service.clone())))
 }
 
 impl From<ServiceError> for Status {

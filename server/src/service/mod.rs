@@ -6,6 +6,7 @@ pub mod dispatch;
 pub mod graphs;
 pub mod inbox;
 pub mod jobs;
+pub mod schedules;
 pub mod step;
 pub mod sweeper;
 pub mod workflows;

@@ -1,6 +1,7 @@
 //! The clock-driven rules: expired leases become `timeout`, passed deadlines move workflows to
-//! `on_deadline`, and delayed starts begin. Every server runs this loop; each item is decided
-//! under its workflow's row lock with the database clock, so servers never double-fire.
+//! `on_deadline`, delayed starts begin, and due schedules fire. Every server runs this loop; each
+//! item is decided under its workflow's (or schedule's) row lock with the database clock, so
+//! servers never double-fire.
 
 use std::time::Duration;
 
@@ -36,8 +37,8 @@ impl Service {
         }
     }
 
-    /// One pass over expired leases, passed deadlines and due starts. Returns how many items
-    /// it changed.
+    /// One pass over expired leases, passed deadlines, due starts and due schedule ticks.
+    /// Returns how many items it changed.
     pub async fn sweep(&self) -> Result<usize, ServiceError> {
         let (expired, deadlines, pending) = {
             let client = self.pool().get().await.map_err(StoreError::from)?;
@@ -57,6 +58,7 @@ impl Service {
         for id in pending {
             changed += usize::from(self.start_pending(id).await?);
         }
+        changed += self.fire_due_schedules(BATCH).await?;
         Ok(changed)
     }
 

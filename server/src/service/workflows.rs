@@ -33,6 +33,25 @@ pub struct StartRequest {
     pub schedule_id: Option<String>,
 }
 
+/// A checked start request, for [`Service::insert_workflow`] inside a caller's transaction.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewStart<'a> {
+    /// Graph name.
+    pub graph: &'a str,
+    /// Graph version; 0 for the latest.
+    pub version: u32,
+    /// Input, a JSON object.
+    pub input: &'a Value,
+    /// Idempotency key.
+    pub idempotency_key: Option<&'a str>,
+    /// Delayed start.
+    pub start_at: Option<DateTime<Utc>>,
+    /// Schedule starting it.
+    pub schedule_id: Option<&'a str>,
+    /// Who starts it, recorded on the `workflow_started` event.
+    pub actor: &'a str,
+}
+
 /// A workflow with its current (or last) job.
 #[derive(Debug, Clone)]
 pub struct WorkflowView {
@@ -93,29 +112,24 @@ impl Service {
             return Err(ServiceError::InvalidArgument("`graph` is required: name the graph to start".into()));
         }
         let input = Value::Object(self.parse_object("input", &req.input)?);
-        let request_hash = request_hash(&req, &input);
         let mut client = self.pool().get().await.map_err(crate::store::StoreError::from)?;
         let tx = client.transaction().await.map_err(crate::store::StoreError::from)?;
-        let (graph, version) = self.graph(&tx, &req.graph, super::to_i32(req.version)).await?;
-        let id = Uuid::now_v7();
-        let new = NewWorkflow {
-            id,
-            graph_name: &req.graph,
-            graph_version: version,
+        let new = NewStart {
+            graph: &req.graph,
+            version: req.version,
             input: &input,
             idempotency_key: req.idempotency_key.as_deref(),
-            request_hash: Some(&request_hash),
-            schedule_id: req.schedule_id.as_deref(),
             start_at: req.start_at,
-            deadline_ms: graph.deadline().map(millis),
+            schedule_id: req.schedule_id.as_deref(),
+            actor: "client",
         };
-        let Some(status) = workflows::insert(&tx, &new).await? else {
+        let Some(id) = self.insert_workflow(&tx, &new).await? else {
             drop(tx);
             let key = req.idempotency_key.as_deref().unwrap_or_default();
             let existing = workflows::get_by_key(&client, key)
                 .await?
                 .ok_or_else(|| ServiceError::Internal(format!("idempotency key `{key}` vanished")))?;
-            if existing.request_hash.as_deref() != Some(request_hash.as_str()) {
+            if existing.request_hash.as_deref() != Some(request_hash(&new).as_str()) {
                 return Err(ServiceError::AlreadyExists(format!(
                     "idempotency key `{key}` already started workflow {} with a different request \
                      (graph, version, input or start time); repeat the original request or use a new key",
@@ -125,28 +139,54 @@ impl Service {
             let view = self.view_with(&client, existing).await?;
             return Ok(Started { view, existing: true });
         };
+        tx.commit().await.map_err(crate::store::StoreError::from)?;
+        Ok(Started { view: self.get_workflow(id).await?, existing: false })
+    }
+
+    /// Creates a workflow inside the caller's transaction: the row, its `workflow_started`
+    /// event, and its first job unless it is PENDING. Returns its id, or `None` when the
+    /// idempotency key already names a workflow (nothing is written then).
+    pub(crate) async fn insert_workflow(
+        &self,
+        tx: &impl GenericClient,
+        new: &NewStart<'_>,
+    ) -> Result<Option<Uuid>, ServiceError> {
+        let (graph, version) = self.graph(tx, new.graph, super::to_i32(new.version)).await?;
+        let id = Uuid::now_v7();
+        let request_hash = request_hash(new);
+        let row = NewWorkflow {
+            id,
+            graph_name: new.graph,
+            graph_version: version,
+            input: new.input,
+            idempotency_key: new.idempotency_key,
+            request_hash: Some(&request_hash),
+            schedule_id: new.schedule_id,
+            start_at: new.start_at,
+            deadline_ms: graph.deadline().map(millis),
+        };
+        let Some(status) = workflows::insert(tx, &row).await? else { return Ok(None) };
         let started = NewEvent {
-            data: Some(json!({ "graph": req.graph, "version": version, "start_at": req.start_at })),
-            ..NewEvent::new(EventKind::WorkflowStarted, "client")
+            data: Some(json!({ "graph": new.graph, "version": version, "start_at": new.start_at })),
+            ..NewEvent::new(EventKind::WorkflowStarted, new.actor)
         };
         if status == WorkflowStatus::Running {
             let apply = Apply {
                 workflow_id: id,
                 graph: &graph,
                 step: advance::start(&graph),
-                vars: &input,
+                vars: new.input,
                 from: None,
                 previous_key: None,
                 events: vec![started],
                 actor: "engine",
                 clear_deadline: false,
             };
-            self.apply(&tx, apply).await?;
+            self.apply(tx, apply).await?;
         } else {
-            events::append(&tx, id, &[started]).await?;
+            events::append(tx, id, &[started]).await?;
         }
-        tx.commit().await.map_err(crate::store::StoreError::from)?;
-        Ok(Started { view: self.get_workflow(id).await?, existing: false })
+        Ok(Some(id))
     }
 
     /// Reads a workflow with its current job.
@@ -405,12 +445,12 @@ fn parse_page_token(token: &str) -> Result<(DateTime<Utc>, Uuid), ServiceError> 
     Ok((at, id.parse().map_err(|_| bad())?))
 }
 
-fn request_hash(req: &StartRequest, input: &Value) -> String {
+fn request_hash(new: &NewStart<'_>) -> String {
     let canonical = json!({
-        "graph": req.graph,
-        "version": req.version,
-        "input": input,
-        "start_at": req.start_at.map(|t| t.timestamp_micros()),
+        "graph": new.graph,
+        "version": new.version,
+        "input": new.input,
+        "start_at": new.start_at.map(|t| t.timestamp_micros()),
     });
     let digest = Sha256::digest(canonical.to_string().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()

@@ -7,6 +7,7 @@ pub mod events;
 pub mod graphs;
 pub mod jobs;
 pub mod listen;
+pub mod schedules;
 pub mod workflows;
 
 use std::time::Duration;

@@ -5,4 +5,5 @@
 mod support;
 
 mod graphs;
+mod failures;
 mod workflows;

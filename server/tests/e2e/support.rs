@@ -156,3 +156,48 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A server with quick sweeps, on its own fresh database (dropped after the server).
+pub struct QuickServer {
+    pub server: TestServer,
+    _db: rondo_server::testing::TestDb,
+}
+
+/// Starts a server that checks leases, deadlines and starts every 25 ms.
+pub async fn quick_server() -> QuickServer {
+    let db = rondo_server::testing::TestDb::new().await;
+    let server = TestServer::start_with(&db.url, |cfg| cfg.sweep_interval = Duration::from_millis(25)).await;
+    QuickServer { server, _db: db }
+}
+
+/// Runs the `rondo` CLI in-process against `server`; returns exit code, stdout and stderr.
+pub async fn rondo(server: &TestServer, args: &[&str]) -> (i32, String, String) {
+    use clap::Parser;
+    let url = server.grpc_url();
+    let mut argv = vec!["rondo", "--server", url.as_str()];
+    argv.extend_from_slice(args);
+    let cli = rondo_server::cli::Cli::try_parse_from(argv).expect("cli arguments parse");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = rondo_server::cli::run(cli, &mut out, &mut err).await;
+    (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+}
+
+/// Reads a workflow.
+pub async fn get(c: &mut Clients, id: &str) -> v1::Workflow {
+    let req = v1::GetWorkflowRequest { id: id.into() };
+    c.workflows.get_workflow(req).await.expect("workflow").into_inner().workflow.unwrap()
+}
+
+/// Waits for the open inbox task of a workflow.
+pub async fn task_of(c: &mut Clients, id: &str) -> v1::Task {
+    let id = id.to_owned();
+    let c2 = c.clone();
+    eventually(Duration::from_secs(10), move || {
+        let (id, mut c) = (id.clone(), c2.clone());
+        async move {
+            let tasks = c.inbox.list_tasks(v1::ListTasksRequest::default()).await.ok()?.into_inner().tasks;
+            tasks.into_iter().find(|t| t.workflow_id == id)
+        }
+    })
+    .await
+}
