@@ -741,7 +741,6 @@ mod tests {
     #[test]
     fn bad_cron_expressions_and_zones_are_named_in_the_error() {
         let bad = invalid(Some("61 * * * *"), None, None);
-        eprintln!("MSG {bad}");
         assert!(
             bad.starts_with("`cron` `61 * * * *` is not a valid cron expression: "),
             "{bad}"

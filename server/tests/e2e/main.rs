@@ -5,5 +5,7 @@
 mod support;
 
 mod graphs;
+mod cli;
 mod failures;
+mod schedules;
 mod workflows;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use rondo_gen::v1;
 use rondo_gen::v1::graph_service_client::GraphServiceClient;
 use rondo_gen::v1::inbox_service_client::InboxServiceClient;
+use rondo_gen::v1::schedule_service_client::ScheduleServiceClient;
 use rondo_gen::v1::worker_service_client::WorkerServiceClient;
 use rondo_gen::v1::workflow_service_client::WorkflowServiceClient;
 use rondo_server::testing::TestServer;
@@ -19,6 +20,7 @@ pub struct Clients {
     pub workflows: WorkflowServiceClient<Channel>,
     pub workers: WorkerServiceClient<Channel>,
     pub inbox: InboxServiceClient<Channel>,
+    pub schedules: ScheduleServiceClient<Channel>,
 }
 
 pub async fn clients(server: &TestServer) -> Clients {
@@ -27,7 +29,8 @@ pub async fn clients(server: &TestServer) -> Clients {
         graphs: GraphServiceClient::new(channel.clone()),
         workflows: WorkflowServiceClient::new(channel.clone()),
         workers: WorkerServiceClient::new(channel.clone()),
-        inbox: InboxServiceClient::new(channel),
+        inbox: InboxServiceClient::new(channel.clone()),
+        schedules: ScheduleServiceClient::new(channel),
     }
 }
 
@@ -172,9 +175,13 @@ pub async fn quick_server() -> QuickServer {
 
 /// Runs the `rondo` CLI in-process against `server`; returns exit code, stdout and stderr.
 pub async fn rondo(server: &TestServer, args: &[&str]) -> (i32, String, String) {
+    rondo_at(&server.grpc_url(), args).await
+}
+
+/// Runs the `rondo` CLI in-process with `--server url`.
+pub async fn rondo_at(url: &str, args: &[&str]) -> (i32, String, String) {
     use clap::Parser;
-    let url = server.grpc_url();
-    let mut argv = vec!["rondo", "--server", url.as_str()];
+    let mut argv = vec!["rondo", "--server", url];
     argv.extend_from_slice(args);
     let cli = rondo_server::cli::Cli::try_parse_from(argv).expect("cli arguments parse");
     let (mut out, mut err) = (Vec::new(), Vec::new());
