@@ -2,6 +2,8 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
+# Extra flags for `make bench`.
+ARGS ?=
 
 # Crates the pure engine must never depend on (see STYLE.md: the engine does no IO).
 ENGINE_FORBIDDEN := tokio|tonic|tokio-postgres|rondo-gen
@@ -36,5 +38,5 @@ fmt: ## Format all code
 
 ci: lint test ## What CI runs: lint, then test
 
-bench: ## Run the load benchmark (release build)
-	$(CARGO) run --release -p rondo-server --features testing --bin rondo-bench
+bench: ## Run the load benchmark, release build (flags: make bench ARGS="--help")
+	$(CARGO) run --release -p rondo-bench -- $(ARGS)

@@ -1442,6 +1442,13 @@ nodes:
     }
 
     #[test]
+    fn approval_example_is_free_of_warnings() {
+        let text = include_str!("../../example-worker/graphs/approval.yaml");
+        let validated = parse_yaml(text).unwrap().validate().unwrap();
+        assert_eq!(validated.warnings, Vec::<Problem>::new());
+    }
+
+    #[test]
     fn hash_ignores_order_and_duration_spelling() {
         let a = parse_yaml(BASE).unwrap().validate().unwrap().graph;
         let reordered = "

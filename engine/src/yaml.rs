@@ -1122,6 +1122,21 @@ mod tests {
     }
 
     #[test]
+    fn empty_and_multi_document_input_is_rejected() {
+        assert!(
+            error_of("").contains("missing field") || error_of("").contains("EOF"),
+            "{}",
+            error_of("")
+        );
+        let two = "name: g\nstart: a\nnodes: {}\n---\nname: h\nstart: a\nnodes: {}\n";
+        assert!(
+            error_of(two).contains("more than one document"),
+            "{}",
+            error_of(two)
+        );
+    }
+
+    #[test]
     fn empty_on_and_null_params_read_as_empty() {
         let text = "name: g\nstart: a\nnodes:\n  a:\n    operation: x\n    params: ~\n    on: ~\n";
         let def = parse_yaml(text).unwrap();

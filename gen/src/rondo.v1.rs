@@ -1752,7 +1752,8 @@ pub struct Workflow {
 /// One append-only history event.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Event {
-    /// Position in the workflow's history, from 1.
+    /// Position in the history: increasing within a workflow, with gaps (events of all workflows
+    /// share one sequence). Pass the last one seen as `after_seq` to read only newer events.
     #[prost(int64, tag = "1")]
     pub seq: i64,
     /// When it happened (database clock).

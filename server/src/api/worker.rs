@@ -1,12 +1,10 @@
 //! WorkerService.
 
-use std::time::Duration;
-
 use rondo_gen::v1::{self, worker_service_server::WorkerService};
 use tonic::{Request, Response};
 
-use super::ApiResult;
-use super::convert::{from_duration, leased_job, status, timestamp};
+use super::{ApiResult, bounded_wait};
+use super::convert::{leased_job, status, timestamp};
 use crate::service::Service;
 use crate::service::jobs::{Completed, Completion, PollRequest};
 
@@ -21,8 +19,8 @@ fn outcome(c: &Completed) -> (bool, i32, String) {
 #[tonic::async_trait]
 impl WorkerService for WorkerApi {
     async fn poll_jobs(&self, req: Request<v1::PollJobsRequest>) -> ApiResult<v1::PollJobsResponse> {
+        let wait = bounded_wait(&req, req.get_ref().wait.as_ref());
         let req = req.into_inner();
-        let wait = req.wait.as_ref().map_or(Duration::from_secs(30), from_duration);
         let jobs = self
             .0
             .poll_jobs(PollRequest { worker: req.worker, operations: req.operations, max_jobs: req.max_jobs, wait })

@@ -1,12 +1,10 @@
 //! WorkflowService.
 
-use std::time::Duration;
-
 use rondo_gen::v1::{self, workflow_service_server::WorkflowService};
 use tonic::{Request, Response, Status};
 
-use super::convert::{event, from_duration, from_timestamp, status_filter, view, workflow};
-use super::{ApiResult, parse_uuid};
+use super::convert::{event, from_timestamp, status_filter, view, workflow};
+use super::{ApiResult, bounded_wait, parse_uuid};
 use crate::service::Service;
 use crate::service::workflows::{ListRequest, OperatorAction, StartRequest};
 
@@ -79,9 +77,9 @@ impl WorkflowService for WorkflowApi {
     }
 
     async fn await_workflow(&self, req: Request<v1::AwaitWorkflowRequest>) -> ApiResult<v1::AwaitWorkflowResponse> {
+        let wait = bounded_wait(&req, req.get_ref().wait.as_ref());
         let req = req.into_inner();
         let id = parse_uuid("id", &req.id)?;
-        let wait = req.wait.as_ref().map_or(Duration::from_secs(30), from_duration);
         let (v, done) = self.0.await_workflow(id, wait).await?;
         Ok(Response::new(v1::AwaitWorkflowResponse { workflow: Some(view(&v)), done }))
     }
