@@ -12,7 +12,7 @@ CREATE TABLE graphs (
     name        text        NOT NULL,
     version     integer     NOT NULL CHECK (version > 0),
     hash        text        NOT NULL,
-    -- The definition in the engine's serde form (the YAML shape, as JSON).
+    -- The definition in the engine's serde form (nodes and edges as ordered lists).
     definition  jsonb       NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (name, version),

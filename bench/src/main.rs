@@ -98,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let sizes = Args::parse().sizes();
-    let report = Box::pin(run(sizes)).await?;
+    let report = run(sizes).await?;
     print!("{}", report.table());
     println!("{}", report.json());
     Ok(())

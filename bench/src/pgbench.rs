@@ -207,7 +207,7 @@ fn find_pgbench() -> Option<PathBuf> {
             Some((major, entry.path().join("bin")))
         })
         .collect();
-    versioned.sort_by(|a, b| b.0.cmp(&a.0));
+    versioned.sort_by_key(|(major, _)| std::cmp::Reverse(*major));
     on_path
         .into_iter()
         .chain(versioned.into_iter().map(|(_, dir)| dir))

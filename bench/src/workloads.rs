@@ -112,7 +112,7 @@ pub async fn run_batch(grpc_url: &str, batch: &Batch) -> anyhow::Result<BatchRes
     let calls = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&calls);
     let worker = Worker::builder(grpc_url)
-        .identity(format!("bench-{}", batch.graph))
+        .identity("bench-worker")
         .concurrency(usize::try_from(batch.concurrency)?)
         .handler(OPERATION, move |_job| {
             counter.fetch_add(1, Ordering::Relaxed);

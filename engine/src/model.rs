@@ -32,7 +32,11 @@ pub struct GraphDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_steps: Option<u32>,
     /// SLA for the whole workflow, counted from its start.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::duration::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::duration::option"
+    )]
     pub deadline: Option<Duration>,
     /// Node entered when the deadline passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,7 +124,8 @@ impl Graph {
 
     /// The start node.
     pub fn start(&self) -> &NodeDef {
-        self.node(&self.def.start).expect("validated start node exists")
+        self.node(&self.def.start)
+            .expect("validated start node exists")
     }
 
     /// The node called `name`, if any.

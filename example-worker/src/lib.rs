@@ -15,8 +15,14 @@ use rondo_worker::{HandlerError, Job, Outcome, WorkerBuilder};
 use serde_json::json;
 
 /// Every operation the example graphs use.
-pub const OPERATIONS: [&str; 6] =
-    ["inventory.reserve", "inventory.release", "payments.charge", "email.send", "pager.page", "accounts.provision"];
+pub const OPERATIONS: [&str; 6] = [
+    "inventory.reserve",
+    "inventory.release",
+    "payments.charge",
+    "email.send",
+    "pager.page",
+    "accounts.provision",
+];
 
 /// Failure injection: off by default, so every workflow completes.
 #[derive(Debug, Clone)]
@@ -35,11 +41,19 @@ impl Faults {
 
     /// Fails with probability `rate`, drawing from a generator seeded with `seed`.
     pub fn new(rate: f64, seed: u64) -> Self {
-        Faults { rate: rate.clamp(0.0, 1.0), rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))) }
+        Faults {
+            rate: rate.clamp(0.0, 1.0),
+            rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
+        }
     }
 
     fn strike(&self) -> bool {
-        self.rate > 0.0 && self.rng.lock().expect("fault rng lock").random_bool(self.rate)
+        self.rate > 0.0
+            && self
+                .rng
+                .lock()
+                .expect("fault rng lock")
+                .random_bool(self.rate)
     }
 }
 
@@ -78,7 +92,9 @@ async fn handle(job: Job, faults: &Faults, work: Duration) -> Result<Outcome, Ha
         "inventory.reserve" => Ok(Outcome::new("reserved").with_output(json!({
             "reservation_id": format!("res-{}", job.idempotency_key()),
         }))),
-        "payments.charge" if failing => Ok(Outcome::new("declined").with_output(json!({ "decline_reason": "card declined" }))),
+        "payments.charge" if failing => {
+            Ok(Outcome::new("declined").with_output(json!({ "decline_reason": "card declined" })))
+        }
         "payments.charge" => Ok(Outcome::new("charged").with_output(json!({
             // The idempotency key is what a real payment provider would deduplicate on.
             "charge_id": format!("ch-{}", job.idempotency_key()),
@@ -86,7 +102,10 @@ async fn handle(job: Job, faults: &Faults, work: Duration) -> Result<Outcome, Ha
         "inventory.release" => Ok(Outcome::new("released")),
         "email.send" if failing => Err(HandlerError::new("mail relay refused the message")),
         "email.send" => {
-            let template = job.params()["template"].as_str().unwrap_or("generic").to_owned();
+            let template = job.params()["template"]
+                .as_str()
+                .unwrap_or("generic")
+                .to_owned();
             Ok(Outcome::new("sent").with_output(json!({ "last_email": template })))
         }
         "pager.page" => Ok(Outcome::new("paged")),
@@ -94,6 +113,8 @@ async fn handle(job: Job, faults: &Faults, work: Duration) -> Result<Outcome, Ha
         "accounts.provision" => Ok(Outcome::new("provisioned").with_output(json!({
             "account_id": format!("acct-{}", job.idempotency_key()),
         }))),
-        other => Err(HandlerError::new(format!("the example worker has no handler for `{other}`"))),
+        other => Err(HandlerError::new(format!(
+            "the example worker has no handler for `{other}`"
+        ))),
     }
 }

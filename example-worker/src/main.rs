@@ -33,14 +33,22 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RONDO_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RONDO_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let args = Args::parse();
     if !(0.0..=1.0).contains(&args.fail_rate) {
-        anyhow::bail!("--fail-rate must be between 0 and 1, got {}", args.fail_rate);
+        anyhow::bail!(
+            "--fail-rate must be between 0 and 1, got {}",
+            args.fail_rate
+        );
     }
     let faults = Faults::new(args.fail_rate, args.seed);
-    let builder = Worker::builder(args.server).identity(args.identity).concurrency(args.concurrency);
+    let builder = Worker::builder(args.server)
+        .identity(args.identity)
+        .concurrency(args.concurrency);
     let worker = register(builder, &faults, Duration::from_millis(args.work_ms)).build()?;
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();

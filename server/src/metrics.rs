@@ -40,40 +40,72 @@ impl Default for Metrics {
         let transition = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let queue_depth = Family::<Labels, Gauge>::default();
         let workflows = Family::<Labels, Gauge>::default();
-        registry.register("jobs_created", "Jobs created, by operation", jobs_created.clone());
+        registry.register(
+            "jobs_created",
+            "Jobs created, by operation",
+            jobs_created.clone(),
+        );
         registry.register(
             "jobs_completed",
             "Jobs ended with a label (retries show as the retry edge's label), by operation and label",
             jobs_completed.clone(),
         );
-        registry.register("jobs_timed_out", "Leases that ran out, by operation", jobs_timed_out.clone());
-        registry.register("poll_wait_seconds", "Time a long poll waited before answering", poll_wait.clone());
+        registry.register(
+            "jobs_timed_out",
+            "Leases that ran out, by operation",
+            jobs_timed_out.clone(),
+        );
+        registry.register(
+            "poll_wait_seconds",
+            "Time a long poll waited before answering",
+            poll_wait.clone(),
+        );
         registry.register(
             "transition_seconds",
             "Time to decide and write one step inside its transaction",
             transition.clone(),
         );
-        registry.register("queue_depth", "Ready jobs by operation", queue_depth.clone());
+        registry.register(
+            "queue_depth",
+            "Ready jobs by operation",
+            queue_depth.clone(),
+        );
         registry.register("workflows", "Workflows by status", workflows.clone());
-        Metrics { registry, jobs_created, jobs_completed, jobs_timed_out, poll_wait, transition, queue_depth, workflows }
+        Metrics {
+            registry,
+            jobs_created,
+            jobs_completed,
+            jobs_timed_out,
+            poll_wait,
+            transition,
+            queue_depth,
+            workflows,
+        }
     }
 }
 
 impl Metrics {
     /// A job of `operation` was created.
     pub fn job_created(&self, operation: &str) {
-        self.jobs_created.get_or_create(&vec![("operation", operation.to_owned())]).inc();
+        self.jobs_created
+            .get_or_create(&vec![("operation", operation.to_owned())])
+            .inc();
     }
 
     /// A job of `operation` ended with `label`.
     pub fn job_completed(&self, operation: &str, label: &str) {
-        let labels = vec![("operation", operation.to_owned()), ("label", label.to_owned())];
+        let labels = vec![
+            ("operation", operation.to_owned()),
+            ("label", label.to_owned()),
+        ];
         self.jobs_completed.get_or_create(&labels).inc();
     }
 
     /// A lease of `operation` ran out.
     pub fn job_timed_out(&self, operation: &str) {
-        self.jobs_timed_out.get_or_create(&vec![("operation", operation.to_owned())]).inc();
+        self.jobs_timed_out
+            .get_or_create(&vec![("operation", operation.to_owned())])
+            .inc();
     }
 
     /// A long poll answered after `waited`.
@@ -90,11 +122,15 @@ impl Metrics {
     pub fn encode(&self, queue_depth: &[(String, i64)], workflows: &[(String, i64)]) -> String {
         self.queue_depth.clear();
         for (op, n) in queue_depth {
-            self.queue_depth.get_or_create(&vec![("operation", op.clone())]).set(*n);
+            self.queue_depth
+                .get_or_create(&vec![("operation", op.clone())])
+                .set(*n);
         }
         self.workflows.clear();
         for (status, n) in workflows {
-            self.workflows.get_or_create(&vec![("status", status.clone())]).set(*n);
+            self.workflows
+                .get_or_create(&vec![("status", status.clone())])
+                .set(*n);
         }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {

@@ -46,7 +46,11 @@ pub enum ServeError {
 
 /// Runs the server until `shutdown` is cancelled: migrates, then serves gRPC and HTTP and runs
 /// the notification listener, the dispatcher and the sweeper.
-pub async fn serve(config: ServeConfig, listeners: Listeners, shutdown: CancellationToken) -> Result<(), ServeError> {
+pub async fn serve(
+    config: ServeConfig,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     let applied = store::migrate(&config.database_url).await?;
     tracing::info!(applied, "database migrated");
     let pool = store::pool(&config.database_url, config.db_pool_size)?;
@@ -61,9 +65,17 @@ pub async fn serve(config: ServeConfig, listeners: Listeners, shutdown: Cancella
 
     let (notice_tx, notice_rx) = mpsc::unbounded_channel();
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(listen::run(config.database_url.clone(), notice_tx, shutdown.clone()));
+    tasks.spawn(listen::run(
+        config.database_url.clone(),
+        notice_tx,
+        shutdown.clone(),
+    ));
     tasks.spawn(dispatch.run(notice_rx, pool.clone(), config.recheck_interval));
-    tasks.spawn(service.clone().run_sweeper(config.sweep_interval, shutdown.clone()));
+    tasks.spawn(
+        service
+            .clone()
+            .run_sweeper(config.sweep_interval, shutdown.clone()),
+    );
 
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
@@ -79,7 +91,10 @@ pub async fn serve(config: ServeConfig, listeners: Listeners, shutdown: Cancella
         .add_routes(api::routes(&service))
         .add_service(health_service)
         .add_service(reflection)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), shutdown.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listeners.grpc),
+            shutdown.clone().cancelled_owned(),
+        );
     let http = axum::serve(listeners.http, http_router(service.clone()))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let (grpc, http) = tokio::join!(grpc, async { http.await });
@@ -113,9 +128,16 @@ async fn readyz(State(service): State<Service>) -> (StatusCode, &'static str) {
 async fn metrics(State(service): State<Service>) -> (StatusCode, String) {
     let client = match service.pool().get().await {
         Ok(c) => c,
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("database unreachable: {e}")),
+        Err(e) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("database unreachable: {e}"),
+            );
+        }
     };
     let depth = jobs::queue_depth(&client).await.unwrap_or_default();
-    let by_status = workflows::count_by_status(&client).await.unwrap_or_default();
+    let by_status = workflows::count_by_status(&client)
+        .await
+        .unwrap_or_default();
     (StatusCode::OK, service.metrics().encode(&depth, &by_status))
 }

@@ -11,7 +11,10 @@ use crate::store::workflows::{WorkflowRecord, WorkflowStatus};
 
 /// A timestamp on the wire.
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0) }
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
 }
 
 /// A wire timestamp as a time; `None` when out of range.
@@ -67,7 +70,9 @@ fn job_state(s: JobState) -> v1::JobState {
 fn incident_reason(s: &str) -> v1::IncidentReason {
     match rondo_engine::IncidentReason::parse(s) {
         Some(rondo_engine::IncidentReason::NoRoute) => v1::IncidentReason::NoRoute,
-        Some(rondo_engine::IncidentReason::RetriesExhausted) => v1::IncidentReason::RetriesExhausted,
+        Some(rondo_engine::IncidentReason::RetriesExhausted) => {
+            v1::IncidentReason::RetriesExhausted
+        }
         Some(rondo_engine::IncidentReason::StepLimit) => v1::IncidentReason::StepLimit,
         Some(rondo_engine::IncidentReason::Deadline) => v1::IncidentReason::Deadline,
         None => v1::IncidentReason::Unspecified,
@@ -161,10 +166,19 @@ pub fn event(e: &EventRecord) -> v1::Event {
         node: e.event.node.clone().unwrap_or_default(),
         label: e.event.label.clone().unwrap_or_default(),
         job_id: e.event.job_id.unwrap_or_default(),
-        attempt: e.event.attempt.and_then(|a| u32::try_from(a).ok()).unwrap_or_default(),
+        attempt: e
+            .event
+            .attempt
+            .and_then(|a| u32::try_from(a).ok())
+            .unwrap_or_default(),
         actor: e.event.actor.clone(),
         message: e.event.message.clone().unwrap_or_default(),
-        data: e.event.data.as_ref().map(ToString::to_string).unwrap_or_default(),
+        data: e
+            .event
+            .data
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
     }
 }
 

@@ -14,7 +14,8 @@ use crate::service::{Service, ServiceError};
 pub struct GraphApi(pub Service);
 
 fn definition(req: Option<v1::Graph>) -> Result<rondo_engine::GraphDef, Status> {
-    let graph = req.ok_or_else(|| Status::invalid_argument("`graph` is required: send the definition"))?;
+    let graph =
+        req.ok_or_else(|| Status::invalid_argument("`graph` is required: send the definition"))?;
     graph_from_proto(&graph).map_err(|problems| ServiceError::InvalidGraph { problems }.into())
 }
 
@@ -29,7 +30,10 @@ fn version(g: &StoredGraph) -> v1::GraphVersion {
 
 #[tonic::async_trait]
 impl GraphService for GraphApi {
-    async fn put_graph(&self, req: Request<v1::PutGraphRequest>) -> ApiResult<v1::PutGraphResponse> {
+    async fn put_graph(
+        &self,
+        req: Request<v1::PutGraphRequest>,
+    ) -> ApiResult<v1::PutGraphResponse> {
         let def = definition(req.into_inner().graph)?;
         let put = self.0.put_graph(def).await?;
         tracing::info!(graph = %put.graph.record.name, version = put.graph.record.version, created = put.created, "graph put");
@@ -40,13 +44,21 @@ impl GraphService for GraphApi {
         }))
     }
 
-    async fn get_graph(&self, req: Request<v1::GetGraphRequest>) -> ApiResult<v1::GetGraphResponse> {
+    async fn get_graph(
+        &self,
+        req: Request<v1::GetGraphRequest>,
+    ) -> ApiResult<v1::GetGraphResponse> {
         let req = req.into_inner();
         let g = self.0.get_graph(&req.name, req.version).await?;
-        Ok(Response::new(v1::GetGraphResponse { graph: Some(version(&g)) }))
+        Ok(Response::new(v1::GetGraphResponse {
+            graph: Some(version(&g)),
+        }))
     }
 
-    async fn list_graphs(&self, req: Request<v1::ListGraphsRequest>) -> ApiResult<v1::ListGraphsResponse> {
+    async fn list_graphs(
+        &self,
+        req: Request<v1::ListGraphsRequest>,
+    ) -> ApiResult<v1::ListGraphsResponse> {
         let req = req.into_inner();
         let (rows, next) = self.0.list_graphs(req.page_size, &req.page_token).await?;
         Ok(Response::new(v1::ListGraphsResponse {
@@ -63,7 +75,10 @@ impl GraphService for GraphApi {
         }))
     }
 
-    async fn validate_graph(&self, req: Request<v1::ValidateGraphRequest>) -> ApiResult<v1::ValidateGraphResponse> {
+    async fn validate_graph(
+        &self,
+        req: Request<v1::ValidateGraphRequest>,
+    ) -> ApiResult<v1::ValidateGraphResponse> {
         let graph = req.into_inner().graph.unwrap_or_default();
         let response = match graph_from_proto(&graph).and_then(|def| def.validate()) {
             Ok(validated) => v1::ValidateGraphResponse {

@@ -32,13 +32,18 @@ fn task(t: &Task) -> v1::Task {
 
 #[tonic::async_trait]
 impl InboxService for InboxApi {
-    async fn list_tasks(&self, req: Request<v1::ListTasksRequest>) -> ApiResult<v1::ListTasksResponse> {
+    async fn list_tasks(
+        &self,
+        req: Request<v1::ListTasksRequest>,
+    ) -> ApiResult<v1::ListTasksResponse> {
         let req = req.into_inner();
         let after_id = if req.page_token.is_empty() {
             0
         } else {
             req.page_token.parse().map_err(|_| {
-                Status::invalid_argument("`page_token` is not valid; pass the previous page's token as is")
+                Status::invalid_argument(
+                    "`page_token` is not valid; pass the previous page's token as is",
+                )
             })?
         };
         let (tasks, next) = self
@@ -59,10 +64,16 @@ impl InboxService for InboxApi {
     async fn get_task(&self, req: Request<v1::GetTaskRequest>) -> ApiResult<v1::GetTaskResponse> {
         let t = self.0.get_task(req.into_inner().job_id).await?;
         let history = self.0.history(t.record.job.workflow_id, 0, 0).await?;
-        Ok(Response::new(v1::GetTaskResponse { task: Some(task(&t)), history: history.iter().map(event).collect() }))
+        Ok(Response::new(v1::GetTaskResponse {
+            task: Some(task(&t)),
+            history: history.iter().map(event).collect(),
+        }))
     }
 
-    async fn complete_task(&self, req: Request<v1::CompleteTaskRequest>) -> ApiResult<v1::CompleteTaskResponse> {
+    async fn complete_task(
+        &self,
+        req: Request<v1::CompleteTaskRequest>,
+    ) -> ApiResult<v1::CompleteTaskResponse> {
         let req = req.into_inner();
         tracing::info!(job_id = req.job_id, operator = %req.operator, label = %req.label, "task completed by operator");
         let v = self
@@ -75,6 +86,8 @@ impl InboxService for InboxApi {
                 operator: req.operator,
             })
             .await?;
-        Ok(Response::new(v1::CompleteTaskResponse { workflow: Some(view(&v)) }))
+        Ok(Response::new(v1::CompleteTaskResponse {
+            workflow: Some(view(&v)),
+        }))
     }
 }

@@ -21,10 +21,14 @@ use crate::service::{Service, ServiceError};
 /// Every Rondo gRPC service over one [`Service`].
 pub fn routes(service: &Service) -> Routes {
     Routes::new(GraphServiceServer::new(graph::GraphApi(service.clone())))
-        .add_service(WorkflowServiceServer::new(workflow::WorkflowApi(service.clone())))
+        .add_service(WorkflowServiceServer::new(workflow::WorkflowApi(
+            service.clone(),
+        )))
         .add_service(WorkerServiceServer::new(worker::WorkerApi(service.clone())))
         .add_service(InboxServiceServer::new(inbox::InboxApi(service.clone())))
-        .add_service(ScheduleServiceServer::new(schedule::ScheduleApi(service.clone())))
+        .add_service(ScheduleServiceServer::new(schedule::ScheduleApi(
+            service.clone(),
+        )))
 }
 
 impl From<ServiceError> for Status {
@@ -53,11 +57,18 @@ pub type ApiResult<T> = Result<tonic::Response<T>, Status>;
 
 /// The wait a long poll may use: what the client asked for, shortened so the answer arrives
 /// before the client's own deadline (the `grpc-timeout` header) with a margin for the trip.
-pub(crate) fn bounded_wait<T>(req: &tonic::Request<T>, requested: Option<&prost_types::Duration>) -> std::time::Duration {
+pub(crate) fn bounded_wait<T>(
+    req: &tonic::Request<T>,
+    requested: Option<&prost_types::Duration>,
+) -> std::time::Duration {
     const DEFAULT: std::time::Duration = std::time::Duration::from_secs(30);
     const MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
     let wait = requested.map_or(DEFAULT, convert::from_duration);
-    let client = req.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
+    let client = req
+        .metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout);
     match client {
         Some(deadline) => wait.min(deadline.saturating_sub(MARGIN)),
         None => wait,
@@ -95,9 +106,16 @@ mod tests {
     #[test]
     fn a_long_poll_answers_before_the_clients_deadline() {
         let mut req = tonic::Request::new(());
-        req.metadata_mut().insert("grpc-timeout", "2S".parse().unwrap());
-        let asked = prost_types::Duration { seconds: 30, nanos: 0 };
-        assert_eq!(bounded_wait(&req, Some(&asked)), Duration::from_millis(1500));
+        req.metadata_mut()
+            .insert("grpc-timeout", "2S".parse().unwrap());
+        let asked = prost_types::Duration {
+            seconds: 30,
+            nanos: 0,
+        };
+        assert_eq!(
+            bounded_wait(&req, Some(&asked)),
+            Duration::from_millis(1500)
+        );
         let plain = tonic::Request::new(());
         assert_eq!(bounded_wait(&plain, Some(&asked)), Duration::from_secs(30));
         assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));

@@ -17,15 +17,25 @@ fn non_empty(s: String) -> Option<String> {
 }
 
 fn action(operator: String, reason: String, expected: Option<v1::ExpectedState>) -> OperatorAction {
-    OperatorAction { operator, reason, expected: expected.map(|e| (e.node, e.step_count)) }
+    OperatorAction {
+        operator,
+        reason,
+        expected: expected.map(|e| (e.node, e.step_count)),
+    }
 }
 
 #[tonic::async_trait]
 impl WorkflowService for WorkflowApi {
-    async fn start_workflow(&self, req: Request<v1::StartWorkflowRequest>) -> ApiResult<v1::StartWorkflowResponse> {
+    async fn start_workflow(
+        &self,
+        req: Request<v1::StartWorkflowRequest>,
+    ) -> ApiResult<v1::StartWorkflowResponse> {
         let req = req.into_inner();
         let start_at = match &req.start_at {
-            Some(t) => Some(from_timestamp(t).ok_or_else(|| Status::invalid_argument("`start_at` is out of range"))?),
+            Some(t) => Some(
+                from_timestamp(t)
+                    .ok_or_else(|| Status::invalid_argument("`start_at` is out of range"))?,
+            ),
             None => None,
         };
         let started = self
@@ -40,19 +50,31 @@ impl WorkflowService for WorkflowApi {
             })
             .await?;
         tracing::info!(workflow_id = %started.view.workflow.id, existing = started.existing, "workflow started");
-        Ok(Response::new(v1::StartWorkflowResponse { workflow: Some(view(&started.view)), existing: started.existing }))
+        Ok(Response::new(v1::StartWorkflowResponse {
+            workflow: Some(view(&started.view)),
+            existing: started.existing,
+        }))
     }
 
-    async fn get_workflow(&self, req: Request<v1::GetWorkflowRequest>) -> ApiResult<v1::GetWorkflowResponse> {
+    async fn get_workflow(
+        &self,
+        req: Request<v1::GetWorkflowRequest>,
+    ) -> ApiResult<v1::GetWorkflowResponse> {
         let id = parse_uuid("id", &req.into_inner().id)?;
         let v = self.0.get_workflow(id).await?;
-        Ok(Response::new(v1::GetWorkflowResponse { workflow: Some(view(&v)) }))
+        Ok(Response::new(v1::GetWorkflowResponse {
+            workflow: Some(view(&v)),
+        }))
     }
 
-    async fn list_workflows(&self, req: Request<v1::ListWorkflowsRequest>) -> ApiResult<v1::ListWorkflowsResponse> {
+    async fn list_workflows(
+        &self,
+        req: Request<v1::ListWorkflowsRequest>,
+    ) -> ApiResult<v1::ListWorkflowsResponse> {
         let req = req.into_inner();
-        let status = v1::WorkflowStatus::try_from(req.status)
-            .map_err(|_| Status::invalid_argument(format!("`status` {} is not a workflow status", req.status)))?;
+        let status = v1::WorkflowStatus::try_from(req.status).map_err(|_| {
+            Status::invalid_argument(format!("`status` {} is not a workflow status", req.status))
+        })?;
         let page = self
             .0
             .list_workflows(ListRequest {
@@ -69,45 +91,82 @@ impl WorkflowService for WorkflowApi {
         }))
     }
 
-    async fn get_history(&self, req: Request<v1::GetHistoryRequest>) -> ApiResult<v1::GetHistoryResponse> {
+    async fn get_history(
+        &self,
+        req: Request<v1::GetHistoryRequest>,
+    ) -> ApiResult<v1::GetHistoryResponse> {
         let req = req.into_inner();
         let id = parse_uuid("id", &req.id)?;
         let events = self.0.history(id, req.after_seq, req.limit).await?;
-        Ok(Response::new(v1::GetHistoryResponse { events: events.iter().map(event).collect() }))
+        Ok(Response::new(v1::GetHistoryResponse {
+            events: events.iter().map(event).collect(),
+        }))
     }
 
-    async fn await_workflow(&self, req: Request<v1::AwaitWorkflowRequest>) -> ApiResult<v1::AwaitWorkflowResponse> {
+    async fn await_workflow(
+        &self,
+        req: Request<v1::AwaitWorkflowRequest>,
+    ) -> ApiResult<v1::AwaitWorkflowResponse> {
         let wait = bounded_wait(&req, req.get_ref().wait.as_ref());
         let req = req.into_inner();
         let id = parse_uuid("id", &req.id)?;
         let (v, done) = self.0.await_workflow(id, wait).await?;
-        Ok(Response::new(v1::AwaitWorkflowResponse { workflow: Some(view(&v)), done }))
+        Ok(Response::new(v1::AwaitWorkflowResponse {
+            workflow: Some(view(&v)),
+            done,
+        }))
     }
 
-    async fn cancel_workflow(&self, req: Request<v1::CancelWorkflowRequest>) -> ApiResult<v1::CancelWorkflowResponse> {
+    async fn cancel_workflow(
+        &self,
+        req: Request<v1::CancelWorkflowRequest>,
+    ) -> ApiResult<v1::CancelWorkflowResponse> {
         let req = req.into_inner();
         let id = parse_uuid("id", &req.id)?;
-        let v = self.0.cancel_workflow(id, &req.reason, &req.operator).await?;
+        let v = self
+            .0
+            .cancel_workflow(id, &req.reason, &req.operator)
+            .await?;
         tracing::info!(workflow_id = %id, "workflow cancelled");
-        Ok(Response::new(v1::CancelWorkflowResponse { workflow: Some(view(&v)) }))
+        Ok(Response::new(v1::CancelWorkflowResponse {
+            workflow: Some(view(&v)),
+        }))
     }
 
-    async fn move_workflow(&self, req: Request<v1::MoveWorkflowRequest>) -> ApiResult<v1::MoveWorkflowResponse> {
+    async fn move_workflow(
+        &self,
+        req: Request<v1::MoveWorkflowRequest>,
+    ) -> ApiResult<v1::MoveWorkflowResponse> {
         let req = req.into_inner();
         let id = parse_uuid("id", &req.id)?;
         if req.to.is_empty() {
-            return Err(Status::invalid_argument("`to` is required: name the node to move the workflow to"));
+            return Err(Status::invalid_argument(
+                "`to` is required: name the node to move the workflow to",
+            ));
         }
-        let v = self.0.move_workflow(id, &req.to, action(req.operator, req.reason, req.expected)).await?;
+        let v = self
+            .0
+            .move_workflow(id, &req.to, action(req.operator, req.reason, req.expected))
+            .await?;
         tracing::info!(workflow_id = %id, node = %req.to, "workflow moved by operator");
-        Ok(Response::new(v1::MoveWorkflowResponse { workflow: Some(view(&v)) }))
+        Ok(Response::new(v1::MoveWorkflowResponse {
+            workflow: Some(view(&v)),
+        }))
     }
 
-    async fn retry_workflow(&self, req: Request<v1::RetryWorkflowRequest>) -> ApiResult<v1::RetryWorkflowResponse> {
+    async fn retry_workflow(
+        &self,
+        req: Request<v1::RetryWorkflowRequest>,
+    ) -> ApiResult<v1::RetryWorkflowResponse> {
         let req = req.into_inner();
         let id = parse_uuid("id", &req.id)?;
-        let v = self.0.retry_workflow(id, action(req.operator, req.reason, req.expected)).await?;
+        let v = self
+            .0
+            .retry_workflow(id, action(req.operator, req.reason, req.expected))
+            .await?;
         tracing::info!(workflow_id = %id, "workflow retried by operator");
-        Ok(Response::new(v1::RetryWorkflowResponse { workflow: Some(view(&v)) }))
+        Ok(Response::new(v1::RetryWorkflowResponse {
+            workflow: Some(view(&v)),
+        }))
     }
 }

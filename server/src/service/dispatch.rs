@@ -83,13 +83,21 @@ impl Drop for Waiter {
 impl Dispatcher {
     /// A dispatcher whose waiters all answer when `shutdown` is cancelled.
     pub fn new(shutdown: CancellationToken) -> Self {
-        Dispatcher { queues: Mutex::default(), shutdown }
+        Dispatcher {
+            queues: Mutex::default(),
+            shutdown,
+        }
     }
 
     /// Registers a poller for `operations`. Register BEFORE checking for jobs, so a job
     /// created in between still wakes it.
     pub fn register(self: &Arc<Self>, operations: &[String]) -> Waiter {
-        self.enqueue(operations.iter().map(|o| Key::Operation(o.clone())).collect())
+        self.enqueue(
+            operations
+                .iter()
+                .map(|o| Key::Operation(o.clone()))
+                .collect(),
+        )
     }
 
     /// Registers a waiter for a workflow to stop running.
@@ -101,10 +109,17 @@ impl Dispatcher {
         let slot = Arc::new(Slot::default());
         let mut queues = self.queues.lock().expect("dispatcher lock");
         for key in &keys {
-            queues.entry(key.clone()).or_default().push_back(slot.clone());
+            queues
+                .entry(key.clone())
+                .or_default()
+                .push_back(slot.clone());
         }
         drop(queues);
-        Waiter { slot, keys, dispatcher: self.clone() }
+        Waiter {
+            slot,
+            keys,
+            dispatcher: self.clone(),
+        }
     }
 
     /// Wakes one poller of each operation.
@@ -117,13 +132,19 @@ impl Dispatcher {
     /// Number of pollers waiting, for metrics and tests.
     pub fn waiting_pollers(&self) -> usize {
         let queues = self.queues.lock().expect("dispatcher lock");
-        queues.iter().filter(|(k, _)| matches!(k, Key::Operation(_))).map(|(_, q)| q.len()).sum()
+        queues
+            .iter()
+            .filter(|(k, _)| matches!(k, Key::Operation(_)))
+            .map(|(_, q)| q.len())
+            .sum()
     }
 
     /// Wakes the oldest not-yet-woken waiter for `key`; for a workflow, every waiter.
     fn wake(&self, key: &Key) {
         let mut queues = self.queues.lock().expect("dispatcher lock");
-        let Some(queue) = queues.get_mut(key) else { return };
+        let Some(queue) = queues.get_mut(key) else {
+            return;
+        };
         let all = matches!(key, Key::Workflow(_));
         while let Some(slot) = queue.pop_front() {
             if !slot.woken.swap(true, Ordering::AcqRel) {
@@ -139,9 +160,20 @@ impl Dispatcher {
     }
 
     fn wake_everyone(&self) {
-        let keys: Vec<Key> = self.queues.lock().expect("dispatcher lock").keys().cloned().collect();
+        let keys: Vec<Key> = self
+            .queues
+            .lock()
+            .expect("dispatcher lock")
+            .keys()
+            .cloned()
+            .collect();
         for key in keys {
-            while self.queues.lock().expect("dispatcher lock").contains_key(&key) {
+            while self
+                .queues
+                .lock()
+                .expect("dispatcher lock")
+                .contains_key(&key)
+            {
                 self.wake(&key);
             }
         }
@@ -161,7 +193,12 @@ impl Dispatcher {
     /// Consumes notifications until shutdown: wakes pollers (at once, or when a delayed job
     /// becomes available) and workflow watchers; every `recheck` asks the database whether
     /// waited-for operations have ready jobs, in case a notification was lost.
-    pub async fn run(self: Arc<Self>, mut notices: mpsc::UnboundedReceiver<Notice>, pool: Pool, recheck: Duration) {
+    pub async fn run(
+        self: Arc<Self>,
+        mut notices: mpsc::UnboundedReceiver<Notice>,
+        pool: Pool,
+        recheck: Duration,
+    ) {
         let shutdown = self.shutdown.clone();
         let mut ticker = tokio::time::interval(recheck);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -238,7 +275,10 @@ mod tests {
         d.wake(&Key::Operation("b".into()));
         let deadline = Instant::now() + Duration::from_millis(20);
         assert!(both.wait_until(deadline).await);
-        assert!(other.wait_until(deadline).await, "the second wake-up goes to the other poller");
+        assert!(
+            other.wait_until(deadline).await,
+            "the second wake-up goes to the other poller"
+        );
     }
 
     #[tokio::test]

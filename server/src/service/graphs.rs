@@ -4,8 +4,8 @@
 use rondo_engine::{GraphDef, Problem};
 
 use super::{Service, ServiceError};
-use crate::store::{StoreError, graphs};
 use crate::store::graphs::GraphRecord;
+use crate::store::{StoreError, graphs};
 
 /// A stored version with its definition.
 #[derive(Debug, Clone)]
@@ -30,33 +30,46 @@ pub struct PutResult {
 impl Service {
     /// Validates and stores a definition.
     pub async fn put_graph(&self, def: GraphDef) -> Result<PutResult, ServiceError> {
-        let validated = def.validate().map_err(|problems| ServiceError::InvalidGraph { problems })?;
+        let validated = def
+            .validate()
+            .map_err(|problems| ServiceError::InvalidGraph { problems })?;
         let definition = serde_json::to_value(&def)
             .map_err(|e| ServiceError::Internal(format!("encoding graph: {e}")))?;
         let mut client = self.pool().get().await.map_err(StoreError::from)?;
         let tx = client.transaction().await.map_err(StoreError::from)?;
-        let (record, created) = graphs::put(&tx, &def.name, validated.graph.hash(), &definition).await?;
+        let (record, created) =
+            graphs::put(&tx, &def.name, validated.graph.hash(), &definition).await?;
         tx.commit().await.map_err(StoreError::from)?;
         let def = decode(&record)?;
-        Ok(PutResult { graph: StoredGraph { record, def }, created, warnings: validated.warnings })
+        Ok(PutResult {
+            graph: StoredGraph { record, def },
+            created,
+            warnings: validated.warnings,
+        })
     }
 
     /// Reads a version (0: the latest).
     pub async fn get_graph(&self, name: &str, version: u32) -> Result<StoredGraph, ServiceError> {
         let client = self.pool().get().await.map_err(StoreError::from)?;
-        let record = graphs::get(&client, name, super::to_i32(version)).await?.ok_or_else(|| {
-            ServiceError::NotFound(if version == 0 {
-                format!("graph `{name}` not found; `rondo graph list` shows the stored graphs")
-            } else {
-                format!("graph `{name}` has no version {version}")
-            })
-        })?;
+        let record = graphs::get(&client, name, super::to_i32(version))
+            .await?
+            .ok_or_else(|| {
+                ServiceError::NotFound(if version == 0 {
+                    format!("graph `{name}` not found; `rondo graph list` shows the stored graphs")
+                } else {
+                    format!("graph `{name}` has no version {version}")
+                })
+            })?;
         let def = decode(&record)?;
         Ok(StoredGraph { record, def })
     }
 
     /// Lists the latest version of each graph after `page_token`, by name.
-    pub async fn list_graphs(&self, page_size: u32, page_token: &str) -> Result<(Vec<GraphRecord>, Option<String>), ServiceError> {
+    pub async fn list_graphs(
+        &self,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<(Vec<GraphRecord>, Option<String>), ServiceError> {
         let limit = super::workflows::page_size(page_size);
         let client = self.pool().get().await.map_err(StoreError::from)?;
         let mut rows = graphs::list_latest(&client, page_token, limit + 1).await?;
@@ -71,6 +84,10 @@ impl Service {
 }
 
 fn decode(record: &GraphRecord) -> Result<GraphDef, ServiceError> {
-    serde_json::from_value(record.definition.clone())
-        .map_err(|e| ServiceError::Internal(format!("stored graph `{}` v{}: {e}", record.name, record.version)))
+    serde_json::from_value(record.definition.clone()).map_err(|e| {
+        ServiceError::Internal(format!(
+            "stored graph `{}` v{}: {e}",
+            record.name, record.version
+        ))
+    })
 }

@@ -6,8 +6,8 @@ use serde_json::Value;
 use super::jobs::EndJob;
 use super::workflows::{WorkflowView, actor_of, page_size};
 use super::{Service, ServiceError};
-use crate::store::jobs::{self, InboxFilter, JobState, TaskRecord};
 use crate::store::StoreError;
+use crate::store::jobs::{self, InboxFilter, JobState, TaskRecord};
 
 /// An open human task, ready to show.
 #[derive(Debug, Clone)]
@@ -50,7 +50,10 @@ pub struct TaskAnswer {
 
 impl Service {
     /// Lists open human tasks, oldest first; returns the next page's `after_id`.
-    pub async fn list_tasks(&self, f: TaskFilter) -> Result<(Vec<Task>, Option<i64>), ServiceError> {
+    pub async fn list_tasks(
+        &self,
+        f: TaskFilter,
+    ) -> Result<(Vec<Task>, Option<i64>), ServiceError> {
         let limit = page_size(f.page_size);
         let client = self.pool().get().await.map_err(StoreError::from)?;
         let filter = InboxFilter {
@@ -77,7 +80,11 @@ impl Service {
     /// Reads one open task.
     pub async fn get_task(&self, job_id: i64) -> Result<Task, ServiceError> {
         let client = self.pool().get().await.map_err(StoreError::from)?;
-        let filter = InboxFilter { job_id: Some(job_id), limit: 1, ..InboxFilter::default() };
+        let filter = InboxFilter {
+            job_id: Some(job_id),
+            limit: 1,
+            ..InboxFilter::default()
+        };
         let record = jobs::inbox(&client, &filter).await?.pop().ok_or_else(|| {
             ServiceError::NotFound(format!(
                 "no open task with job id {job_id}; `rondo inbox list` shows the open tasks"
@@ -86,21 +93,32 @@ impl Service {
         self.task(&client, record).await
     }
 
-    async fn task(&self, client: &impl crate::store::GenericClient, record: TaskRecord) -> Result<Task, ServiceError> {
-        let (graph, _) = self.graph(client, &record.graph_name, record.graph_version).await?;
+    async fn task(
+        &self,
+        client: &impl crate::store::GenericClient,
+        record: TaskRecord,
+    ) -> Result<Task, ServiceError> {
+        let (graph, _) = self
+            .graph(client, &record.graph_name, record.graph_version)
+            .await?;
         let node = graph.node(&record.job.node);
         let prompt = node.and_then(|n| n.prompt.as_deref()).unwrap_or_default();
         let from = record.job.from_node.clone().unwrap_or_default();
         let prompt = render_prompt(prompt, &record.vars, &record.input, &from, &record.job.node);
         let labels = node.map(|n| n.offered_labels()).unwrap_or_default();
-        Ok(Task { record, prompt, labels })
+        Ok(Task {
+            record,
+            prompt,
+            labels,
+        })
     }
 
     /// An operator completes a task. Of two operators racing, exactly one wins.
     pub async fn complete_task(&self, answer: TaskAnswer) -> Result<WorkflowView, ServiceError> {
         if answer.operator.trim().is_empty() {
             return Err(ServiceError::InvalidArgument(
-                "`operator` is required to complete a task: pass --operator or set RONDO_OPERATOR".into(),
+                "`operator` is required to complete a task: pass --operator or set RONDO_OPERATOR"
+                    .into(),
             ));
         }
         let output = Value::Object(self.parse_object("output", &answer.output)?);
@@ -122,10 +140,20 @@ impl Service {
                 "task {} is no longer open (it was {} by {}); refresh the inbox",
                 answer.job_id,
                 locked.job.state.as_str(),
-                locked.job.ended_by.clone().unwrap_or_else(|| "someone else".into())
+                locked
+                    .job
+                    .ended_by
+                    .clone()
+                    .unwrap_or_else(|| "someone else".into())
             )));
         }
-        let (graph, _) = self.graph(&tx, &locked.workflow.graph_name, locked.workflow.graph_version).await?;
+        let (graph, _) = self
+            .graph(
+                &tx,
+                &locked.workflow.graph_name,
+                locked.workflow.graph_version,
+            )
+            .await?;
         let end = EndJob {
             label: &answer.label,
             output: &output,

@@ -79,7 +79,9 @@ impl Service {
     /// Long poll: leases ready jobs, waiting for a notification when there are none.
     pub async fn poll_jobs(&self, req: PollRequest) -> Result<Vec<LeasedJob>, ServiceError> {
         if req.worker.trim().is_empty() {
-            return Err(ServiceError::InvalidArgument("`worker` is required: give the worker an identity".into()));
+            return Err(ServiceError::InvalidArgument(
+                "`worker` is required: give the worker an identity".into(),
+            ));
         }
         if req.operations.is_empty() || req.operations.iter().any(|o| o.trim().is_empty()) {
             return Err(ServiceError::InvalidArgument(
@@ -115,17 +117,27 @@ impl Service {
         }
     }
 
-    async fn leased(&self, client: &impl GenericClient, claimed: ClaimedJob) -> Result<LeasedJob, ServiceError> {
-        let (graph, _) = self.graph(client, &claimed.graph_name, claimed.graph_version).await?;
+    async fn leased(
+        &self,
+        client: &impl GenericClient,
+        claimed: ClaimedJob,
+    ) -> Result<LeasedJob, ServiceError> {
+        let (graph, _) = self
+            .graph(client, &claimed.graph_name, claimed.graph_version)
+            .await?;
         let node = graph.node(&claimed.job.node).ok_or_else(|| {
-            ServiceError::Internal(format!("job {} at unknown node `{}`", claimed.job.id, claimed.job.node))
+            ServiceError::Internal(format!(
+                "job {} at unknown node `{}`",
+                claimed.job.id, claimed.job.node
+            ))
         })?;
         Ok(LeasedJob {
             params: node.params.clone(),
             labels: node.offered_labels(),
-            heartbeat_interval: node.heartbeat.or(claimed.job.timeout_ms.map(|ms| {
-                Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-            })),
+            heartbeat_interval: node.heartbeat.or(claimed
+                .job
+                .timeout_ms
+                .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)))),
             claimed,
         })
     }
@@ -138,27 +150,34 @@ impl Service {
         progress: Option<(u32, String)>,
     ) -> Result<DateTime<Utc>, ServiceError> {
         let token = parse_token(token)?;
-        if let Some((percent, _)) = &progress {
-            if *percent > 100 {
-                return Err(ServiceError::InvalidArgument(format!(
-                    "`progress.percent` is {percent}; give a number from 0 to 100"
-                )));
-            }
+        if let Some((percent, _)) = &progress
+            && *percent > 100
+        {
+            return Err(ServiceError::InvalidArgument(format!(
+                "`progress.percent` is {percent}; give a number from 0 to 100"
+            )));
         }
         let mut client = self.pool().get().await.map_err(StoreError::from)?;
         let tx = client.transaction().await.map_err(StoreError::from)?;
-        let progress_ref = progress.as_ref().map(|(p, m)| (i32::try_from(*p).unwrap_or(100), m.as_str()));
+        let progress_ref = progress
+            .as_ref()
+            .map(|(p, m)| (i32::try_from(*p).unwrap_or(100), m.as_str()));
         match jobs::heartbeat(&tx, job_id, token, progress_ref).await? {
             Some(expires) => {
                 if let Some((percent, message)) = &progress {
-                    let job = jobs::get(&tx, job_id).await?.ok_or_else(|| job_not_found(job_id))?;
+                    let job = jobs::get(&tx, job_id)
+                        .await?
+                        .ok_or_else(|| job_not_found(job_id))?;
                     let event = NewEvent {
                         node: Some(job.node.clone()),
                         job_id: Some(job_id),
                         attempt: Some(job.attempt),
                         message: Some(message.clone()),
                         data: Some(json!({ "percent": percent })),
-                        ..NewEvent::new(EventKind::JobProgress, job.worker.clone().unwrap_or_default())
+                        ..NewEvent::new(
+                            EventKind::JobProgress,
+                            job.worker.clone().unwrap_or_default(),
+                        )
                     };
                     events::append(&tx, job.workflow_id, &[event]).await?;
                 }
@@ -170,18 +189,29 @@ impl Service {
     }
 
     /// Gives a leased job back so another worker takes it.
-    pub async fn release_job(&self, job_id: i64, token: &str, reason: &str) -> Result<(), ServiceError> {
+    pub async fn release_job(
+        &self,
+        job_id: i64,
+        token: &str,
+        reason: &str,
+    ) -> Result<(), ServiceError> {
         let token = parse_token(token)?;
         let mut client = self.pool().get().await.map_err(StoreError::from)?;
         let tx = client.transaction().await.map_err(StoreError::from)?;
-        let Some((operation, workflow_id, node, attempt)) = jobs::release(&tx, job_id, token).await? else {
+        let Some((operation, workflow_id, node, attempt)) =
+            jobs::release(&tx, job_id, token).await?
+        else {
             return Err(self.why_not_live(&tx, job_id, token).await?);
         };
         let event = NewEvent {
             node: Some(node),
             job_id: Some(job_id),
             attempt: Some(attempt),
-            message: Some(if reason.is_empty() { "released by worker".into() } else { reason.to_owned() }),
+            message: Some(if reason.is_empty() {
+                "released by worker".into()
+            } else {
+                reason.to_owned()
+            }),
             ..NewEvent::new(EventKind::JobReleased, "worker")
         };
         events::append(&tx, workflow_id, &[event]).await?;
@@ -191,34 +221,55 @@ impl Service {
     }
 
     /// Explains why a lease is not live: unknown job, cancelled, or lease lost.
-    async fn why_not_live(&self, client: &impl GenericClient, job_id: i64, token: Uuid) -> Result<ServiceError, ServiceError> {
-        let job = jobs::get(client, job_id).await?.ok_or_else(|| job_not_found(job_id))?;
+    async fn why_not_live(
+        &self,
+        client: &impl GenericClient,
+        job_id: i64,
+        token: Uuid,
+    ) -> Result<ServiceError, ServiceError> {
+        let job = jobs::get(client, job_id)
+            .await?
+            .ok_or_else(|| job_not_found(job_id))?;
         Ok(match job.state {
             JobState::Cancelled => cancelled(job_id),
-            _ if job.lease_token != Some(token) => lease_lost(job_id, "the lease token does not match"),
+            _ if job.lease_token != Some(token) => {
+                lease_lost(job_id, "the lease token does not match")
+            }
             _ => lease_lost(job_id, "the lease ran out or the job was given back"),
         })
     }
 
     /// A worker ends its job: verifies the lease and the label, then advances the workflow in
     /// one transaction. An identical repeat succeeds with no new effect.
-    pub async fn complete_job(&self, job_id: i64, token: &str, completion: Completion) -> Result<Completed, ServiceError> {
+    pub async fn complete_job(
+        &self,
+        job_id: i64,
+        token: &str,
+        completion: Completion,
+    ) -> Result<Completed, ServiceError> {
         let token = parse_token(token)?;
         let (label, output) = match &completion {
-            Completion::Label { label, output } => (label.as_str(), self.parse_object("output", output)?),
+            Completion::Label { label, output } => {
+                (label.as_str(), self.parse_object("output", output)?)
+            }
             Completion::Failure { .. } => (LABEL_ERROR, Map::new()),
         };
         let output = Value::Object(output);
         let mut client = self.pool().get().await.map_err(StoreError::from)?;
         let tx = client.transaction().await.map_err(StoreError::from)?;
-        let locked = jobs::lock_with_workflow(&tx, job_id).await?.ok_or_else(|| job_not_found(job_id))?;
+        let locked = jobs::lock_with_workflow(&tx, job_id)
+            .await?
+            .ok_or_else(|| job_not_found(job_id))?;
         let LockedJob { job, workflow, now } = &locked;
         let worker = job.worker.clone().unwrap_or_else(|| "worker".into());
         let live = job.state == JobState::Active && job.lease_token == Some(token);
         if !live || job.lease_expires_at.is_some_and(|t| t <= *now) {
             let refusal = match job.state {
                 JobState::Cancelled => cancelled(job_id),
-                JobState::Completed if job.lease_token == Some(token) && job.ended_by.as_deref() == Some(&worker) => {
+                JobState::Completed
+                    if job.lease_token == Some(token)
+                        && job.ended_by.as_deref() == Some(&worker) =>
+                {
                     if job.label.as_deref() == Some(label) && job.output.as_ref() == Some(&output) {
                         return Ok(Completed {
                             duplicate: true,
@@ -231,7 +282,9 @@ impl Service {
                         job.label.clone().unwrap_or_default()
                     )));
                 }
-                _ if job.lease_token != Some(token) => lease_lost(job_id, "the lease token does not match"),
+                _ if job.lease_token != Some(token) => {
+                    lease_lost(job_id, "the lease token does not match")
+                }
                 _ => lease_lost(job_id, "the lease ran out before the result arrived"),
             };
             if job.lease_token == Some(token) && !matches!(job.state, JobState::Cancelled) {
@@ -240,7 +293,9 @@ impl Service {
                     label: Some(label.to_owned()),
                     job_id: Some(job_id),
                     attempt: Some(job.attempt),
-                    message: Some("result arrived after the lease was lost; recorded, not applied".into()),
+                    message: Some(
+                        "result arrived after the lease was lost; recorded, not applied".into(),
+                    ),
                     data: Some(json!({ "output": output, "worker": worker })),
                     ..NewEvent::new(EventKind::LateResult, worker.as_str())
                 };
@@ -249,15 +304,27 @@ impl Service {
             }
             return Err(refusal);
         }
-        let (graph, _) = self.graph(&tx, &workflow.graph_name, workflow.graph_version).await?;
+        let (graph, _) = self
+            .graph(&tx, &workflow.graph_name, workflow.graph_version)
+            .await?;
         let (message, must_be_offered) = match &completion {
             Completion::Failure { message } => (Some(message.clone()), false),
             Completion::Label { .. } => (None, true),
         };
-        let end = EndJob { label, output: &output, actor: &worker, message, must_be_offered };
+        let end = EndJob {
+            label,
+            output: &output,
+            actor: &worker,
+            message,
+            must_be_offered,
+        };
         let applied = self.end_and_advance(&tx, &locked, &graph, end).await?;
         tx.commit().await.map_err(StoreError::from)?;
-        Ok(Completed { duplicate: false, status: applied.status, node: applied.node })
+        Ok(Completed {
+            duplicate: false,
+            status: applied.status,
+            node: applied.node,
+        })
     }
 
     /// The engine times out an expired lease (or a human node's clock). Returns false when the
@@ -265,13 +332,21 @@ impl Service {
     pub async fn time_out(&self, job_id: i64) -> Result<bool, ServiceError> {
         let mut client = self.pool().get().await.map_err(StoreError::from)?;
         let tx = client.transaction().await.map_err(StoreError::from)?;
-        let Some(locked) = jobs::lock_with_workflow(&tx, job_id).await? else { return Ok(false) };
+        let Some(locked) = jobs::lock_with_workflow(&tx, job_id).await? else {
+            return Ok(false);
+        };
         let expired = locked.job.state == JobState::Active
             && locked.job.lease_expires_at.is_some_and(|t| t <= locked.now);
         if !expired {
             return Ok(false);
         }
-        let (graph, _) = self.graph(&tx, &locked.workflow.graph_name, locked.workflow.graph_version).await?;
+        let (graph, _) = self
+            .graph(
+                &tx,
+                &locked.workflow.graph_name,
+                locked.workflow.graph_version,
+            )
+            .await?;
         let end = EndJob {
             label: LABEL_TIMEOUT,
             output: &Value::Object(Map::new()),
@@ -308,12 +383,17 @@ impl Service {
                  failures with FailJob)",
                 job.node,
                 end.label,
-                graph.node(&job.node).map(|n| n.offered_labels().join(", ")).unwrap_or_default()
+                graph
+                    .node(&job.node)
+                    .map(|n| n.offered_labels().join(", "))
+                    .unwrap_or_default()
             )));
         }
         let jitter: f64 = rand::random();
         let step = advance::advance(graph, &position, end.label, jitter).map_err(|e| match e {
-            EngineError::LabelNotOffered { .. } if end.must_be_offered => ServiceError::InvalidArgument(e.to_string()),
+            EngineError::LabelNotOffered { .. } if end.must_be_offered => {
+                ServiceError::InvalidArgument(e.to_string())
+            }
             other => ServiceError::Internal(other.to_string()),
         })?;
         let mut vars = workflow.vars.clone();
@@ -321,26 +401,37 @@ impl Service {
             for (k, v) in output {
                 vars.insert(k.clone(), v.clone());
             }
-            if end.label == LABEL_ERROR {
-                if let Some(message) = &end.message {
-                    vars.insert("last_error".into(), Value::String(message.clone()));
-                }
+            if end.label == LABEL_ERROR
+                && let Some(message) = &end.message
+            {
+                vars.insert("last_error".into(), Value::String(message.clone()));
             }
         }
         self.check_size("vars", &vars)?;
         jobs::end(
             tx,
-            &JobEnd { id: job.id, state: JobState::Completed, label: Some(end.label), output: Some(end.output), ended_by: end.actor },
+            &JobEnd {
+                id: job.id,
+                state: JobState::Completed,
+                label: Some(end.label),
+                output: Some(end.output),
+                ended_by: end.actor,
+            },
         )
         .await?;
-        let kind = if end.label == LABEL_TIMEOUT && !end.must_be_offered { EventKind::JobTimedOut } else { EventKind::JobCompleted };
+        let kind = if end.label == LABEL_TIMEOUT && !end.must_be_offered {
+            EventKind::JobTimedOut
+        } else {
+            EventKind::JobCompleted
+        };
         let event = NewEvent {
             node: Some(job.node.clone()),
             label: Some(end.label.to_owned()),
             job_id: Some(job.id),
             attempt: Some(job.attempt),
             message: end.message.clone(),
-            data: (end.output.as_object().is_some_and(|o| !o.is_empty())).then(|| json!({ "output": end.output })),
+            data: (end.output.as_object().is_some_and(|o| !o.is_empty()))
+                .then(|| json!({ "output": end.output })),
             ..NewEvent::new(kind, end.actor)
         };
         let apply = Apply {
@@ -380,7 +471,9 @@ pub(crate) struct EndJob<'a> {
 
 fn parse_token(token: &str) -> Result<Uuid, ServiceError> {
     token.parse().map_err(|_| {
-        ServiceError::Aborted(format!("lease lost: `{token}` is not a lease token; use the job's `lease_token`"))
+        ServiceError::Aborted(format!(
+            "lease lost: `{token}` is not a lease token; use the job's `lease_token`"
+        ))
     })
 }
 
@@ -389,7 +482,9 @@ fn job_not_found(job_id: i64) -> ServiceError {
 }
 
 fn lease_lost(job_id: i64, why: &str) -> ServiceError {
-    ServiceError::Aborted(format!("lease lost: job {job_id}: {why}; drop the result, the engine has moved on"))
+    ServiceError::Aborted(format!(
+        "lease lost: job {job_id}: {why}; drop the result, the engine has moved on"
+    ))
 }
 
 fn cancelled(job_id: i64) -> ServiceError {

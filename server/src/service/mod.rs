@@ -67,6 +67,9 @@ impl From<StoreError> for ServiceError {
     }
 }
 
+/// Validated graphs by (name, version).
+type GraphCache = HashMap<(String, i32), Arc<Graph>>;
+
 /// Limits and defaults the use cases apply.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -86,7 +89,7 @@ pub struct Service {
     /// Limits from the configuration.
     limits: Arc<Limits>,
     /// Validated graphs by (name, version): versions are immutable, so they never go stale.
-    graphs: Arc<RwLock<HashMap<(String, i32), Arc<Graph>>>>,
+    graphs: Arc<RwLock<GraphCache>>,
     /// Waiting pollers and `AwaitWorkflow` calls, woken by notifications.
     dispatch: Arc<Dispatcher>,
     /// Prometheus metrics.
@@ -95,8 +98,19 @@ pub struct Service {
 
 impl Service {
     /// Builds the service over a pool.
-    pub fn new(pool: Pool, limits: Limits, dispatch: Arc<Dispatcher>, metrics: Arc<Metrics>) -> Self {
-        Service { pool, limits: Arc::new(limits), graphs: Arc::default(), dispatch, metrics }
+    pub fn new(
+        pool: Pool,
+        limits: Limits,
+        dispatch: Arc<Dispatcher>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Service {
+            pool,
+            limits: Arc::new(limits),
+            graphs: Arc::default(),
+            dispatch,
+            metrics,
+        }
     }
 
     /// The connection pool.
@@ -132,11 +146,14 @@ impl Service {
                 format!("graph `{name}` has no version {version}; `rondo graph get {name}` shows the latest")
             })
         })?;
-        let def: GraphDef = serde_json::from_value(record.definition)
-            .map_err(|e| ServiceError::Internal(format!("stored graph `{name}` v{version}: {e}")))?;
+        let def: GraphDef = serde_json::from_value(record.definition).map_err(|e| {
+            ServiceError::Internal(format!("stored graph `{name}` v{version}: {e}"))
+        })?;
         let graph = def
             .validate()
-            .map_err(|p| ServiceError::Internal(format!("stored graph `{name}` v{version} invalid: {p:?}")))?
+            .map_err(|p| {
+                ServiceError::Internal(format!("stored graph `{name}` v{version} invalid: {p:?}"))
+            })?
             .graph;
         let graph = Arc::new(graph);
         self.graphs
@@ -150,11 +167,19 @@ impl Service {
         if version == 0 {
             return None;
         }
-        self.graphs.read().expect("graph cache lock").get(&(name.to_owned(), version)).cloned()
+        self.graphs
+            .read()
+            .expect("graph cache lock")
+            .get(&(name.to_owned(), version))
+            .cloned()
     }
 
     /// Parses a JSON object payload ("" means `{}`), enforcing the size limit.
-    pub(crate) fn parse_object(&self, field: &str, text: &str) -> Result<Map<String, Value>, ServiceError> {
+    pub(crate) fn parse_object(
+        &self,
+        field: &str,
+        text: &str,
+    ) -> Result<Map<String, Value>, ServiceError> {
         if text.len() > self.limits.max_payload_bytes {
             return Err(too_large(field, text.len(), self.limits.max_payload_bytes));
         }
@@ -167,7 +192,9 @@ impl Service {
                 "`{field}` must be a JSON object, got {}; wrap the value, e.g. {{\"value\": ...}}",
                 json_kind(&other)
             ))),
-            Err(e) => Err(ServiceError::InvalidArgument(format!("`{field}` is not valid JSON: {e}"))),
+            Err(e) => Err(ServiceError::InvalidArgument(format!(
+                "`{field}` is not valid JSON: {e}"
+            ))),
         }
     }
 

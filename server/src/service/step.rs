@@ -50,9 +50,22 @@ pub struct Applied {
 
 impl Service {
     /// Applies a step; the caller holds the workflow's row lock and commits afterwards.
-    pub(crate) async fn apply(&self, tx: &impl GenericClient, a: Apply<'_>) -> Result<Applied, ServiceError> {
-        let Apply { workflow_id, graph, step, vars, from, previous_key, mut events, actor, clear_deadline } =
-            a;
+    pub(crate) async fn apply(
+        &self,
+        tx: &impl GenericClient,
+        a: Apply<'_>,
+    ) -> Result<Applied, ServiceError> {
+        let Apply {
+            workflow_id,
+            graph,
+            step,
+            vars,
+            from,
+            previous_key,
+            mut events,
+            actor,
+            clear_deadline,
+        } = a;
         match &step.retry {
             Some(RetryNote::Scheduled { retry, max, delay }) => events.push(NewEvent {
                 node: from.map(str::to_owned),
@@ -120,7 +133,11 @@ impl Service {
                     ..NewEvent::new(EventKind::NodeEntered, actor)
                 });
                 update.current_job_id = Some(job_id);
-                Applied { status: WorkflowStatus::Running, node: Some(entry.node.clone()), job_id: Some(job_id) }
+                Applied {
+                    status: WorkflowStatus::Running,
+                    node: Some(entry.node.clone()),
+                    job_id: Some(job_id),
+                }
             }
             Next::Complete { outcome } => {
                 update.status = WorkflowStatus::Completed;
@@ -132,7 +149,11 @@ impl Service {
                     ..NewEvent::new(EventKind::WorkflowCompleted, actor)
                 });
                 listen::notify_workflow(tx, workflow_id).await?;
-                Applied { status: WorkflowStatus::Completed, node: None, job_id: None }
+                Applied {
+                    status: WorkflowStatus::Completed,
+                    node: None,
+                    job_id: None,
+                }
             }
             Next::Stuck(incident) => {
                 update.status = WorkflowStatus::Stuck;
@@ -150,7 +171,11 @@ impl Service {
                     ..NewEvent::new(EventKind::WorkflowStuck, "engine")
                 });
                 listen::notify_workflow(tx, workflow_id).await?;
-                Applied { status: WorkflowStatus::Stuck, node: Some(step.position.node.clone()), job_id: None }
+                Applied {
+                    status: WorkflowStatus::Stuck,
+                    node: Some(step.position.node.clone()),
+                    job_id: None,
+                }
             }
         };
         workflows::update(tx, &update).await?;

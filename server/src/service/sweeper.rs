@@ -67,14 +67,18 @@ impl Service {
     pub async fn fire_deadline(&self, id: Uuid) -> Result<bool, ServiceError> {
         let mut client = self.pool().get().await.map_err(StoreError::from)?;
         let tx = client.transaction().await.map_err(StoreError::from)?;
-        let (wf, now) = workflows::lock(&tx, id).await?.ok_or_else(|| not_found(id))?;
+        let (wf, now) = workflows::lock(&tx, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
         let due = matches!(wf.status, WorkflowStatus::Running | WorkflowStatus::Stuck)
             && wf.deadline_at.is_some_and(|at| at <= now);
         if !due {
             return Ok(false);
         }
         let (graph, _) = self.graph(&tx, &wf.graph_name, wf.graph_version).await?;
-        let mut log = self.cancel_open_job(&tx, &wf, "engine", "the workflow's deadline passed").await?;
+        let mut log = self
+            .cancel_open_job(&tx, &wf, "engine", "the workflow's deadline passed")
+            .await?;
         log.push(NewEvent {
             node: wf.current_node.clone(),
             message: Some("the workflow's deadline passed".into()),
@@ -102,7 +106,9 @@ impl Service {
     pub async fn start_pending(&self, id: Uuid) -> Result<bool, ServiceError> {
         let mut client = self.pool().get().await.map_err(StoreError::from)?;
         let tx = client.transaction().await.map_err(StoreError::from)?;
-        let (wf, now) = workflows::lock(&tx, id).await?.ok_or_else(|| not_found(id))?;
+        let (wf, now) = workflows::lock(&tx, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
         if wf.status != WorkflowStatus::Pending || wf.start_at.is_some_and(|at| at > now) {
             return Ok(false);
         }

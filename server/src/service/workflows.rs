@@ -109,11 +109,20 @@ impl Service {
     /// Starts a workflow, or returns the one its idempotency key already started.
     pub async fn start_workflow(&self, req: StartRequest) -> Result<Started, ServiceError> {
         if req.graph.is_empty() {
-            return Err(ServiceError::InvalidArgument("`graph` is required: name the graph to start".into()));
+            return Err(ServiceError::InvalidArgument(
+                "`graph` is required: name the graph to start".into(),
+            ));
         }
         let input = Value::Object(self.parse_object("input", &req.input)?);
-        let mut client = self.pool().get().await.map_err(crate::store::StoreError::from)?;
-        let tx = client.transaction().await.map_err(crate::store::StoreError::from)?;
+        let mut client = self
+            .pool()
+            .get()
+            .await
+            .map_err(crate::store::StoreError::from)?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(crate::store::StoreError::from)?;
         let new = NewStart {
             graph: &req.graph,
             version: req.version,
@@ -126,9 +135,9 @@ impl Service {
         let Some(id) = self.insert_workflow(&tx, &new).await? else {
             drop(tx);
             let key = req.idempotency_key.as_deref().unwrap_or_default();
-            let existing = workflows::get_by_key(&client, key)
-                .await?
-                .ok_or_else(|| ServiceError::Internal(format!("idempotency key `{key}` vanished")))?;
+            let existing = workflows::get_by_key(&client, key).await?.ok_or_else(|| {
+                ServiceError::Internal(format!("idempotency key `{key}` vanished"))
+            })?;
             if existing.request_hash.as_deref() != Some(request_hash(&new).as_str()) {
                 return Err(ServiceError::AlreadyExists(format!(
                     "idempotency key `{key}` already started workflow {} with a different request \
@@ -137,10 +146,16 @@ impl Service {
                 )));
             }
             let view = self.view_with(&client, existing).await?;
-            return Ok(Started { view, existing: true });
+            return Ok(Started {
+                view,
+                existing: true,
+            });
         };
         tx.commit().await.map_err(crate::store::StoreError::from)?;
-        Ok(Started { view: self.get_workflow(id).await?, existing: false })
+        Ok(Started {
+            view: self.get_workflow(id).await?,
+            existing: false,
+        })
     }
 
     /// Creates a workflow inside the caller's transaction: the row, its `workflow_started`
@@ -151,7 +166,9 @@ impl Service {
         tx: &impl GenericClient,
         new: &NewStart<'_>,
     ) -> Result<Option<Uuid>, ServiceError> {
-        let (graph, version) = self.graph(tx, new.graph, super::to_i32(new.version)).await?;
+        let (graph, version) = self
+            .graph(tx, new.graph, super::to_i32(new.version))
+            .await?;
         let id = Uuid::now_v7();
         let request_hash = request_hash(new);
         let row = NewWorkflow {
@@ -165,7 +182,9 @@ impl Service {
             start_at: new.start_at,
             deadline_ms: graph.deadline().map(millis),
         };
-        let Some(status) = workflows::insert(tx, &row).await? else { return Ok(None) };
+        let Some(status) = workflows::insert(tx, &row).await? else {
+            return Ok(None);
+        };
         let started = NewEvent {
             data: Some(json!({ "graph": new.graph, "version": version, "start_at": new.start_at })),
             ..NewEvent::new(EventKind::WorkflowStarted, new.actor)
@@ -191,8 +210,14 @@ impl Service {
 
     /// Reads a workflow with its current job.
     pub async fn get_workflow(&self, id: Uuid) -> Result<WorkflowView, ServiceError> {
-        let client = self.pool().get().await.map_err(crate::store::StoreError::from)?;
-        let workflow = workflows::get(&client, id).await?.ok_or_else(|| not_found(id))?;
+        let client = self
+            .pool()
+            .get()
+            .await
+            .map_err(crate::store::StoreError::from)?;
+        let workflow = workflows::get(&client, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
         self.view_with(&client, workflow).await
     }
 
@@ -211,8 +236,16 @@ impl Service {
     /// Lists workflows, newest first.
     pub async fn list_workflows(&self, req: ListRequest) -> Result<WorkflowPage, ServiceError> {
         let limit = page_size(req.page_size);
-        let after = req.page_token.as_deref().map(parse_page_token).transpose()?;
-        let client = self.pool().get().await.map_err(crate::store::StoreError::from)?;
+        let after = req
+            .page_token
+            .as_deref()
+            .map(parse_page_token)
+            .transpose()?;
+        let client = self
+            .pool()
+            .get()
+            .await
+            .map_err(crate::store::StoreError::from)?;
         let filter = ListFilter {
             graph: req.graph.as_deref(),
             status: req.status,
@@ -223,30 +256,54 @@ impl Service {
         let mut rows = workflows::list(&client, &filter).await?;
         let next_page_token = if rows.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
             rows.pop();
-            rows.last().map(|w| format!("{}_{}", w.created_at.timestamp_micros(), w.id))
+            rows.last()
+                .map(|w| format!("{}_{}", w.created_at.timestamp_micros(), w.id))
         } else {
             None
         };
-        Ok(WorkflowPage { workflows: rows, next_page_token })
+        Ok(WorkflowPage {
+            workflows: rows,
+            next_page_token,
+        })
     }
 
     /// Reads a workflow's history after `after_seq`, at most `limit` events (0: all).
-    pub async fn history(&self, id: Uuid, after_seq: i64, limit: u32) -> Result<Vec<EventRecord>, ServiceError> {
-        let client = self.pool().get().await.map_err(crate::store::StoreError::from)?;
+    pub async fn history(
+        &self,
+        id: Uuid,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, ServiceError> {
+        let client = self
+            .pool()
+            .get()
+            .await
+            .map_err(crate::store::StoreError::from)?;
         if workflows::get(&client, id).await?.is_none() {
             return Err(not_found(id));
         }
-        let limit = if limit == 0 { i64::MAX } else { i64::from(limit) };
+        let limit = if limit == 0 {
+            i64::MAX
+        } else {
+            i64::from(limit)
+        };
         Ok(events::list(&client, id, after_seq, limit).await?)
     }
 
     /// Waits until the workflow is neither PENDING nor RUNNING, or `wait` (capped) runs out.
-    pub async fn await_workflow(&self, id: Uuid, wait: Duration) -> Result<(WorkflowView, bool), ServiceError> {
+    pub async fn await_workflow(
+        &self,
+        id: Uuid,
+        wait: Duration,
+    ) -> Result<(WorkflowView, bool), ServiceError> {
         let deadline = tokio::time::Instant::now() + wait.min(self.limits.max_poll_wait);
         loop {
             let waiter = self.dispatch().watch_workflow(id);
             let view = self.get_workflow(id).await?;
-            let done = !matches!(view.workflow.status, WorkflowStatus::Pending | WorkflowStatus::Running);
+            let done = !matches!(
+                view.workflow.status,
+                WorkflowStatus::Pending | WorkflowStatus::Running
+            );
             if done || tokio::time::Instant::now() >= deadline {
                 return Ok((view, done));
             }
@@ -257,11 +314,25 @@ impl Service {
     }
 
     /// Cancels a workflow and its job in hand. Cancelling a cancelled workflow changes nothing.
-    pub async fn cancel_workflow(&self, id: Uuid, reason: &str, operator: &str) -> Result<WorkflowView, ServiceError> {
+    pub async fn cancel_workflow(
+        &self,
+        id: Uuid,
+        reason: &str,
+        operator: &str,
+    ) -> Result<WorkflowView, ServiceError> {
         let actor = actor_of(operator, "client");
-        let mut client = self.pool().get().await.map_err(crate::store::StoreError::from)?;
-        let tx = client.transaction().await.map_err(crate::store::StoreError::from)?;
-        let (wf, _) = workflows::lock(&tx, id).await?.ok_or_else(|| not_found(id))?;
+        let mut client = self
+            .pool()
+            .get()
+            .await
+            .map_err(crate::store::StoreError::from)?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(crate::store::StoreError::from)?;
+        let (wf, _) = workflows::lock(&tx, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
         match wf.status {
             WorkflowStatus::Cancelled => {
                 drop(tx);
@@ -290,13 +361,27 @@ impl Service {
     }
 
     /// Operator escalation: moves a RUNNING or STUCK workflow to `to`, cancelling its job.
-    pub async fn move_workflow(&self, id: Uuid, to: &str, action: OperatorAction) -> Result<WorkflowView, ServiceError> {
+    pub async fn move_workflow(
+        &self,
+        id: Uuid,
+        to: &str,
+        action: OperatorAction,
+    ) -> Result<WorkflowView, ServiceError> {
         self.operator_step(id, action, EventKind::OperatorMoved, |graph, pos| {
             advance::move_to(graph, pos, to).map_err(|e| match e {
-                EngineError::UnknownNode { graph: g, node } => ServiceError::InvalidArgument(format!(
-                    "node `{node}` does not exist in graph `{g}`; move to one of: {}",
-                    graph.def().nodes.0.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
-                )),
+                EngineError::UnknownNode { graph: g, node } => {
+                    ServiceError::InvalidArgument(format!(
+                        "node `{node}` does not exist in graph `{g}`; move to one of: {}",
+                        graph
+                            .def()
+                            .nodes
+                            .0
+                            .iter()
+                            .map(|n| n.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                }
                 other => ServiceError::InvalidArgument(other.to_string()),
             })
         })
@@ -304,9 +389,14 @@ impl Service {
     }
 
     /// Operator retry: creates the current node's job again with a fresh streak.
-    pub async fn retry_workflow(&self, id: Uuid, action: OperatorAction) -> Result<WorkflowView, ServiceError> {
+    pub async fn retry_workflow(
+        &self,
+        id: Uuid,
+        action: OperatorAction,
+    ) -> Result<WorkflowView, ServiceError> {
         self.operator_step(id, action, EventKind::OperatorRetried, |graph, pos| {
-            advance::retry_current(graph, pos).map_err(|e| ServiceError::FailedPrecondition(e.to_string()))
+            advance::retry_current(graph, pos)
+                .map_err(|e| ServiceError::FailedPrecondition(e.to_string()))
         })
         .await
     }
@@ -325,13 +415,23 @@ impl Service {
         }
         if action.reason.trim().is_empty() {
             return Err(ServiceError::InvalidArgument(
-                "`reason` is required for operator actions: say why, it is recorded in history".into(),
+                "`reason` is required for operator actions: say why, it is recorded in history"
+                    .into(),
             ));
         }
         let actor = actor_of(&action.operator, "operator");
-        let mut client = self.pool().get().await.map_err(crate::store::StoreError::from)?;
-        let tx = client.transaction().await.map_err(crate::store::StoreError::from)?;
-        let (wf, _) = workflows::lock(&tx, id).await?.ok_or_else(|| not_found(id))?;
+        let mut client = self
+            .pool()
+            .get()
+            .await
+            .map_err(crate::store::StoreError::from)?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(crate::store::StoreError::from)?;
+        let (wf, _) = workflows::lock(&tx, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
         if !matches!(wf.status, WorkflowStatus::Running | WorkflowStatus::Stuck) {
             return Err(ServiceError::FailedPrecondition(format!(
                 "workflow {id} is {}; only running or stuck workflows can be moved or retried",
@@ -339,14 +439,14 @@ impl Service {
             )));
         }
         let node = wf.current_node.clone().unwrap_or_default();
-        if let Some((expected_node, expected_step)) = &action.expected {
-            if *expected_node != node || i64::from(*expected_step) != i64::from(wf.step_count) {
-                return Err(ServiceError::Aborted(format!(
-                    "workflow {id} changed since you looked: it is at `{node}` step {} (you saw `{expected_node}` \
-                     step {expected_step}); look again and decide on the new state",
-                    wf.step_count
-                )));
-            }
+        if let Some((expected_node, expected_step)) = &action.expected
+            && (*expected_node != node || i64::from(*expected_step) != i64::from(wf.step_count))
+        {
+            return Err(ServiceError::Aborted(format!(
+                "workflow {id} changed since you looked: it is at `{node}` step {} (you saw \
+                 `{expected_node}` step {expected_step}); look again and decide on the new state",
+                wf.step_count
+            )));
         }
         let (graph, _) = self.graph(&tx, &wf.graph_name, wf.graph_version).await?;
         let position = position_of(&wf);
@@ -355,7 +455,9 @@ impl Service {
             Some(job_id) => jobs::get(&tx, job_id).await?.map(|j| j.idempotency_key),
             None => None,
         };
-        let mut log = self.cancel_open_job(&tx, &wf, &actor, &action.reason).await?;
+        let mut log = self
+            .cancel_open_job(&tx, &wf, &actor, &action.reason)
+            .await?;
         let target = match &step.next {
             rondo_engine::Next::Enter(e) => e.node.clone(),
             _ => String::new(),
@@ -391,13 +493,26 @@ impl Service {
         actor: &str,
         reason: &str,
     ) -> Result<Vec<NewEvent>, ServiceError> {
-        let Some(job_id) = wf.current_job_id else { return Ok(Vec::new()) };
-        let Some(job) = jobs::get(tx, job_id).await? else { return Ok(Vec::new()) };
+        let Some(job_id) = wf.current_job_id else {
+            return Ok(Vec::new());
+        };
+        let Some(job) = jobs::get(tx, job_id).await? else {
+            return Ok(Vec::new());
+        };
         if !matches!(job.state, JobState::Ready | JobState::Active) {
             return Ok(Vec::new());
         }
-        jobs::end(tx, &JobEnd { id: job.id, state: JobState::Cancelled, label: None, output: None, ended_by: actor })
-            .await?;
+        jobs::end(
+            tx,
+            &JobEnd {
+                id: job.id,
+                state: JobState::Cancelled,
+                label: None,
+                output: None,
+                ended_by: actor,
+            },
+        )
+        .await?;
         Ok(vec![NewEvent {
             node: Some(job.node.clone()),
             job_id: Some(job.id),
@@ -419,7 +534,11 @@ pub(crate) fn position_of(wf: &WorkflowRecord) -> Position {
 
 /// `operator:<name>` for a named operator, else the fallback.
 pub(crate) fn actor_of(operator: &str, fallback: &str) -> String {
-    if operator.trim().is_empty() { fallback.to_owned() } else { format!("operator:{}", operator.trim()) }
+    if operator.trim().is_empty() {
+        fallback.to_owned()
+    } else {
+        format!("operator:{}", operator.trim())
+    }
 }
 
 pub(crate) fn not_found(id: Uuid) -> ServiceError {
@@ -427,7 +546,11 @@ pub(crate) fn not_found(id: Uuid) -> ServiceError {
 }
 
 fn non_empty(s: &str, fallback: &str) -> String {
-    if s.trim().is_empty() { fallback.to_owned() } else { s.to_owned() }
+    if s.trim().is_empty() {
+        fallback.to_owned()
+    } else {
+        s.to_owned()
+    }
 }
 
 /// Page size with the API's default and cap.
@@ -439,7 +562,11 @@ pub(crate) fn page_size(requested: u32) -> i64 {
 }
 
 fn parse_page_token(token: &str) -> Result<(DateTime<Utc>, Uuid), ServiceError> {
-    let bad = || ServiceError::InvalidArgument(format!("`page_token` `{token}` is not valid; pass the token of the previous page as is"));
+    let bad = || {
+        ServiceError::InvalidArgument(format!(
+            "`page_token` `{token}` is not valid; pass the token of the previous page as is"
+        ))
+    };
     let (micros, id) = token.split_once('_').ok_or_else(bad)?;
     let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
     Ok((at, id.parse().map_err(|_| bad())?))

@@ -69,7 +69,10 @@ const KINDS: [(EventKind, &str); 17] = [
 impl EventKind {
     /// Name as stored.
     pub fn as_str(self) -> &'static str {
-        KINDS.iter().find(|(k, _)| *k == self).map_or("unknown", |(_, s)| s)
+        KINDS
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map_or("unknown", |(_, s)| s)
     }
 
     /// Parses a stored name.
@@ -136,7 +139,11 @@ const INSERT_MANY: &str = "INSERT INTO events (workflow_id, kind, node, label, j
        $7::text[], $8::text[], $9::jsonb[])";
 
 /// Appends events to a workflow's history, in order, in one statement.
-pub async fn append(client: &impl GenericClient, workflow_id: Uuid, events: &[NewEvent]) -> Result<(), StoreError> {
+pub async fn append(
+    client: &impl GenericClient,
+    workflow_id: Uuid,
+    events: &[NewEvent],
+) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -152,7 +159,17 @@ pub async fn append(client: &impl GenericClient, workflow_id: Uuid, events: &[Ne
     client
         .execute(
             &stmt,
-            &[&workflow_id, &kinds, &nodes, &labels, &jobs, &attempts, &actors, &messages, &data],
+            &[
+                &workflow_id,
+                &kinds,
+                &nodes,
+                &labels,
+                &jobs,
+                &attempts,
+                &actors,
+                &messages,
+                &data,
+            ],
         )
         .await?;
     Ok(())
@@ -169,7 +186,9 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<EventRecord>, StoreError> {
     let stmt = client.prepare_cached(LIST).await?;
-    let rows = client.query(&stmt, &[&workflow_id, &after_id, &limit]).await?;
+    let rows = client
+        .query(&stmt, &[&workflow_id, &after_id, &limit])
+        .await?;
     rows.iter()
         .map(|r| {
             Ok(EventRecord {

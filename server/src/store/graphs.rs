@@ -54,7 +54,9 @@ pub async fn put(
         return Ok((from_row(&row)?, false));
     }
     let insert = client.prepare_cached(INSERT_NEXT).await?;
-    let row = client.query_one(&insert, &[&name, &hash, definition]).await?;
+    let row = client
+        .query_one(&insert, &[&name, &hash, definition])
+        .await?;
     Ok((from_row(&row)?, true))
 }
 
@@ -62,9 +64,18 @@ const GET: &str = "SELECT name, version, hash, definition, created_at FROM graph
      WHERE name = $1 AND ($2 = 0 OR version = $2) ORDER BY version DESC LIMIT 1";
 
 /// Reads one version; `version` 0 means the latest.
-pub async fn get(client: &impl GenericClient, name: &str, version: i32) -> Result<Option<GraphRecord>, StoreError> {
+pub async fn get(
+    client: &impl GenericClient,
+    name: &str,
+    version: i32,
+) -> Result<Option<GraphRecord>, StoreError> {
     let stmt = client.prepare_cached(GET).await?;
-    client.query_opt(&stmt, &[&name, &version]).await?.as_ref().map(from_row).transpose()
+    client
+        .query_opt(&stmt, &[&name, &version])
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
 }
 
 const LIST_LATEST: &str = "SELECT DISTINCT ON (name) name, version, hash, definition, created_at \

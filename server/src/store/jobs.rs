@@ -157,7 +157,10 @@ const INSERT: &str = "INSERT INTO jobs (workflow_id, node, operation, state, att
      RETURNING id, available_at";
 
 /// Creates a job; returns its id and when it becomes available.
-pub async fn insert(client: &impl GenericClient, job: &NewJob<'_>) -> Result<(i64, DateTime<Utc>), StoreError> {
+pub async fn insert(
+    client: &impl GenericClient,
+    job: &NewJob<'_>,
+) -> Result<(i64, DateTime<Utc>), StoreError> {
     let stmt = client.prepare_cached(INSERT).await?;
     let row = client
         .query_one(
@@ -263,8 +266,11 @@ pub async fn heartbeat(
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
     let stmt = client.prepare_cached(HEARTBEAT).await?;
     let (percent, message) = progress.map_or((None, None), |(p, m)| (Some(p), Some(m)));
-    let row = client.query_opt(&stmt, &[&id, &token, &percent, &message]).await?;
-    row.map(|r| r.try_get(0).map_err(StoreError::from)).transpose()
+    let row = client
+        .query_opt(&stmt, &[&id, &token, &percent, &message])
+        .await?;
+    row.map(|r| r.try_get(0).map_err(StoreError::from))
+        .transpose()
 }
 
 const GET: &str = concat!("SELECT ", job_columns!(), " FROM jobs j WHERE j.id = $1");
@@ -272,7 +278,12 @@ const GET: &str = concat!("SELECT ", job_columns!(), " FROM jobs j WHERE j.id = 
 /// Reads one job.
 pub async fn get(client: &impl GenericClient, id: i64) -> Result<Option<JobRecord>, StoreError> {
     let stmt = client.prepare_cached(GET).await?;
-    client.query_opt(&stmt, &[&id]).await?.as_ref().map(JobRecord::from_row).transpose()
+    client
+        .query_opt(&stmt, &[&id])
+        .await?
+        .as_ref()
+        .map(JobRecord::from_row)
+        .transpose()
 }
 
 const LOCK_WITH_WORKFLOW: &str = concat!(
@@ -295,7 +306,10 @@ pub struct LockedJob {
 }
 
 /// Reads a job and locks its workflow row, in one round trip.
-pub async fn lock_with_workflow(client: &impl GenericClient, id: i64) -> Result<Option<LockedJob>, StoreError> {
+pub async fn lock_with_workflow(
+    client: &impl GenericClient,
+    id: i64,
+) -> Result<Option<LockedJob>, StoreError> {
     let stmt = client.prepare_cached(LOCK_WITH_WORKFLOW).await?;
     let Some(row) = client.query_opt(&stmt, &[&id]).await? else {
         return Ok(None);
@@ -334,7 +348,16 @@ const END: &str = "UPDATE jobs SET state = $2, label = $3, output = $4, ended_by
 pub async fn end(client: &impl GenericClient, end: &JobEnd<'_>) -> Result<(), StoreError> {
     let stmt = client.prepare_cached(END).await?;
     client
-        .execute(&stmt, &[&end.id, &end.state.as_str(), &end.label, &end.output, &end.ended_by])
+        .execute(
+            &stmt,
+            &[
+                &end.id,
+                &end.state.as_str(),
+                &end.label,
+                &end.output,
+                &end.ended_by,
+            ],
+        )
         .await?;
     Ok(())
 }
@@ -352,7 +375,8 @@ pub async fn release(
 ) -> Result<Option<(String, Uuid, String, i32)>, StoreError> {
     let stmt = client.prepare_cached(RELEASE).await?;
     let row = client.query_opt(&stmt, &[&id, &token]).await?;
-    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))).transpose()
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+        .transpose()
 }
 
 const EXPIRED: &str = "SELECT id FROM jobs WHERE state = 'active' AND lease_expires_at <= now() \
@@ -362,7 +386,9 @@ const EXPIRED: &str = "SELECT id FROM jobs WHERE state = 'active' AND lease_expi
 pub async fn expired(client: &impl GenericClient, limit: i64) -> Result<Vec<i64>, StoreError> {
     let stmt = client.prepare_cached(EXPIRED).await?;
     let rows = client.query(&stmt, &[&limit]).await?;
-    rows.iter().map(|r| r.try_get(0).map_err(StoreError::from)).collect()
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(StoreError::from))
+        .collect()
 }
 
 const READY_OPERATIONS: &str = "SELECT op FROM unnest($1::text[]) AS op WHERE EXISTS ( \
@@ -375,7 +401,9 @@ pub async fn ready_operations(
 ) -> Result<Vec<String>, StoreError> {
     let stmt = client.prepare_cached(READY_OPERATIONS).await?;
     let rows = client.query(&stmt, &[&operations]).await?;
-    rows.iter().map(|r| r.try_get(0).map_err(StoreError::from)).collect()
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(StoreError::from))
+        .collect()
 }
 
 const QUEUE_DEPTH: &str =
@@ -385,7 +413,9 @@ const QUEUE_DEPTH: &str =
 pub async fn queue_depth(client: &impl GenericClient) -> Result<Vec<(String, i64)>, StoreError> {
     let stmt = client.prepare_cached(QUEUE_DEPTH).await?;
     let rows = client.query(&stmt, &[]).await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
 }
 
 /// An open human task with its workflow's context.
@@ -430,10 +460,16 @@ pub struct InboxFilter<'a> {
 }
 
 /// Open human tasks, oldest first.
-pub async fn inbox(client: &impl GenericClient, f: &InboxFilter<'_>) -> Result<Vec<TaskRecord>, StoreError> {
+pub async fn inbox(
+    client: &impl GenericClient,
+    f: &InboxFilter<'_>,
+) -> Result<Vec<TaskRecord>, StoreError> {
     let stmt = client.prepare_cached(INBOX).await?;
     let rows = client
-        .query(&stmt, &[&f.graph, &f.node, &f.job_id, &f.after_id, &f.limit])
+        .query(
+            &stmt,
+            &[&f.graph, &f.node, &f.job_id, &f.after_id, &f.limit],
+        )
         .await?;
     rows.iter()
         .map(|row| {

@@ -53,7 +53,9 @@ pub async fn notify_job(
 /// Announces that a workflow stopped running.
 pub async fn notify_workflow(client: &impl GenericClient, id: Uuid) -> Result<(), StoreError> {
     let stmt = client.prepare_cached(NOTIFY).await?;
-    client.execute(&stmt, &[&WORKFLOWS_CHANNEL, &id.to_string()]).await?;
+    client
+        .execute(&stmt, &[&WORKFLOWS_CHANNEL, &id.to_string()])
+        .await?;
     Ok(())
 }
 
@@ -63,7 +65,10 @@ pub fn parse(channel: &str, payload: &str) -> Option<Notice> {
         JOBS_CHANNEL => {
             let (operation, millis) = payload.rsplit_once('\t')?;
             let available_at = DateTime::from_timestamp_millis(millis.parse().ok()?)?;
-            Some(Notice::JobReady { operation: operation.to_owned(), available_at })
+            Some(Notice::JobReady {
+                operation: operation.to_owned(),
+                available_at,
+            })
         }
         WORKFLOWS_CHANNEL => payload.parse().ok().map(Notice::WorkflowChanged),
         _ => None,
@@ -73,7 +78,11 @@ pub fn parse(channel: &str, payload: &str) -> Option<Notice> {
 /// Listens until `shutdown`, forwarding notices to `tx`; reconnects with capped backoff when
 /// the connection drops and sends [`Notice::Connected`] after each (re)connect, so waiters
 /// re-check for anything missed meanwhile.
-pub async fn run(database_url: String, tx: mpsc::UnboundedSender<Notice>, shutdown: CancellationToken) {
+pub async fn run(
+    database_url: String,
+    tx: mpsc::UnboundedSender<Notice>,
+    shutdown: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let session = listen_once(&database_url, &tx, &shutdown);
@@ -104,7 +113,10 @@ async fn listen_once(
         while let Some(message) = messages.next().await {
             match message {
                 Ok(AsyncMessage::Notification(n)) => {
-                    if msg_tx.send((n.channel().to_owned(), n.payload().to_owned())).is_err() {
+                    if msg_tx
+                        .send((n.channel().to_owned(), n.payload().to_owned()))
+                        .is_err()
+                    {
                         return Ok(());
                     }
                 }
@@ -115,7 +127,9 @@ async fn listen_once(
         Ok(())
     });
     client
-        .batch_execute(&format!("LISTEN {JOBS_CHANNEL}; LISTEN {WORKFLOWS_CHANNEL}"))
+        .batch_execute(&format!(
+            "LISTEN {JOBS_CHANNEL}; LISTEN {WORKFLOWS_CHANNEL}"
+        ))
         .await?;
     let _ = tx.send(Notice::Connected);
     loop {
@@ -148,7 +162,10 @@ mod tests {
         let payload = format!("payments.charge\t{}", at.timestamp_millis());
         assert_eq!(
             parse(JOBS_CHANNEL, &payload),
-            Some(Notice::JobReady { operation: "payments.charge".into(), available_at: at })
+            Some(Notice::JobReady {
+                operation: "payments.charge".into(),
+                available_at: at
+            })
         );
         assert_eq!(parse(JOBS_CHANNEL, "no-tab"), None);
         assert_eq!(parse("other", "x"), None);

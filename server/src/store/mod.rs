@@ -68,12 +68,15 @@ impl StoreError {
 
 /// Creates the connection pool.
 pub fn pool(database_url: &str, size: usize) -> Result<Pool, StoreError> {
-    let pg: tokio_postgres::Config =
-        database_url.parse().map_err(|e: tokio_postgres::Error| StoreError::BadUrl(e.to_string()))?;
+    let pg: tokio_postgres::Config = database_url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| StoreError::BadUrl(e.to_string()))?;
     let manager = deadpool_postgres::Manager::from_config(
         pg,
         NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
     );
     Pool::builder(manager)
         .max_size(size)
@@ -99,9 +102,13 @@ pub async fn connect(database_url: &str) -> Result<tokio_postgres::Client, Store
 /// are safe. Returns how many migrations were applied.
 pub async fn migrate(database_url: &str) -> Result<usize, StoreError> {
     let mut client = connect(database_url).await?;
-    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
     let result = embedded::migrations::runner().run_async(&mut client).await;
-    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
     Ok(result?.applied_migrations().len())
 }
 

@@ -142,10 +142,16 @@ impl WorkflowRecord {
         let incident = match row.try_get::<_, Option<String>>(at + 15)? {
             Some(reason) => Some(IncidentRecord {
                 reason,
-                message: row.try_get::<_, Option<String>>(at + 16)?.unwrap_or_default(),
-                node: row.try_get::<_, Option<String>>(at + 17)?.unwrap_or_default(),
+                message: row
+                    .try_get::<_, Option<String>>(at + 16)?
+                    .unwrap_or_default(),
+                node: row
+                    .try_get::<_, Option<String>>(at + 17)?
+                    .unwrap_or_default(),
                 label: row.try_get(at + 18)?,
-                at: row.try_get::<_, Option<DateTime<Utc>>>(at + 19)?.unwrap_or_default(),
+                at: row
+                    .try_get::<_, Option<DateTime<Utc>>>(at + 19)?
+                    .unwrap_or_default(),
             }),
             None => None,
         };
@@ -228,25 +234,53 @@ pub async fn insert(
             ],
         )
         .await?;
-    rows.first().map(|r| WorkflowStatus::parse(r.try_get(0)?)).transpose()
+    rows.first()
+        .map(|r| WorkflowStatus::parse(r.try_get(0)?))
+        .transpose()
 }
 
-const GET: &str = concat!("SELECT ", workflow_columns!(), " FROM workflows w WHERE w.id = $1");
-const GET_BY_KEY: &str =
-    concat!("SELECT ", workflow_columns!(), " FROM workflows w WHERE w.idempotency_key = $1");
-const LOCK: &str =
-    concat!("SELECT ", workflow_columns!(), ", now() FROM workflows w WHERE w.id = $1 FOR UPDATE");
+const GET: &str = concat!(
+    "SELECT ",
+    workflow_columns!(),
+    " FROM workflows w WHERE w.id = $1"
+);
+const GET_BY_KEY: &str = concat!(
+    "SELECT ",
+    workflow_columns!(),
+    " FROM workflows w WHERE w.idempotency_key = $1"
+);
+const LOCK: &str = concat!(
+    "SELECT ",
+    workflow_columns!(),
+    ", now() FROM workflows w WHERE w.id = $1 FOR UPDATE"
+);
 
 /// Reads one workflow.
-pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<WorkflowRecord>, StoreError> {
+pub async fn get(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<WorkflowRecord>, StoreError> {
     let stmt = client.prepare_cached(GET).await?;
-    client.query_opt(&stmt, &[&id]).await?.as_ref().map(WorkflowRecord::from_row).transpose()
+    client
+        .query_opt(&stmt, &[&id])
+        .await?
+        .as_ref()
+        .map(WorkflowRecord::from_row)
+        .transpose()
 }
 
 /// Reads one workflow by idempotency key.
-pub async fn get_by_key(client: &impl GenericClient, key: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+pub async fn get_by_key(
+    client: &impl GenericClient,
+    key: &str,
+) -> Result<Option<WorkflowRecord>, StoreError> {
     let stmt = client.prepare_cached(GET_BY_KEY).await?;
-    client.query_opt(&stmt, &[&key]).await?.as_ref().map(WorkflowRecord::from_row).transpose()
+    client
+        .query_opt(&stmt, &[&key])
+        .await?
+        .as_ref()
+        .map(WorkflowRecord::from_row)
+        .transpose()
 }
 
 /// Locks one workflow row for a state change (the workflow row is the lock every transition
@@ -256,8 +290,13 @@ pub async fn lock(
     id: Uuid,
 ) -> Result<Option<(WorkflowRecord, DateTime<Utc>)>, StoreError> {
     let stmt = client.prepare_cached(LOCK).await?;
-    let Some(row) = client.query_opt(&stmt, &[&id]).await? else { return Ok(None) };
-    Ok(Some((WorkflowRecord::from_row(&row)?, row.try_get(WORKFLOW_COLUMN_COUNT)?)))
+    let Some(row) = client.query_opt(&stmt, &[&id]).await? else {
+        return Ok(None);
+    };
+    Ok(Some((
+        WorkflowRecord::from_row(&row)?,
+        row.try_get(WORKFLOW_COLUMN_COUNT)?,
+    )))
 }
 
 /// Number of columns in `workflow_columns!()`.
@@ -290,12 +329,20 @@ const LIST: &str = concat!(
 );
 
 /// Lists workflows, newest first.
-pub async fn list(client: &impl GenericClient, f: &ListFilter<'_>) -> Result<Vec<WorkflowRecord>, StoreError> {
+pub async fn list(
+    client: &impl GenericClient,
+    f: &ListFilter<'_>,
+) -> Result<Vec<WorkflowRecord>, StoreError> {
     let stmt = client.prepare_cached(LIST).await?;
-    let (after_at, after_id) = f.after.map_or((None, None), |(at, id)| (Some(at), Some(id)));
+    let (after_at, after_id) = f
+        .after
+        .map_or((None, None), |(at, id)| (Some(at), Some(id)));
     let status = f.status.map(WorkflowStatus::as_str);
     let rows = client
-        .query(&stmt, &[&f.graph, &status, &f.node, &after_at, &after_id, &f.limit])
+        .query(
+            &stmt,
+            &[&f.graph, &status, &f.node, &after_at, &after_id, &f.limit],
+        )
         .await?;
     rows.iter().map(WorkflowRecord::from_row).collect()
 }
@@ -375,31 +422,41 @@ pub async fn cancel(client: &impl GenericClient, id: Uuid) -> Result<(), StoreEr
     Ok(())
 }
 
-const DUE_PENDING: &str =
-    "SELECT id FROM workflows WHERE status = 'pending' AND start_at <= now() ORDER BY start_at LIMIT $1";
+const DUE_PENDING: &str = "SELECT id FROM workflows WHERE status = 'pending' AND start_at <= now() ORDER BY start_at LIMIT $1";
 
 /// PENDING workflows whose start time has come.
 pub async fn due_pending(client: &impl GenericClient, limit: i64) -> Result<Vec<Uuid>, StoreError> {
     let stmt = client.prepare_cached(DUE_PENDING).await?;
     let rows = client.query(&stmt, &[&limit]).await?;
-    rows.iter().map(|r| r.try_get(0).map_err(StoreError::from)).collect()
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(StoreError::from))
+        .collect()
 }
 
 const DUE_DEADLINES: &str = "SELECT id FROM workflows WHERE status IN ('running', 'stuck') \
      AND deadline_at <= now() ORDER BY deadline_at LIMIT $1";
 
 /// RUNNING or STUCK workflows whose deadline has passed and not yet fired.
-pub async fn due_deadlines(client: &impl GenericClient, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+pub async fn due_deadlines(
+    client: &impl GenericClient,
+    limit: i64,
+) -> Result<Vec<Uuid>, StoreError> {
     let stmt = client.prepare_cached(DUE_DEADLINES).await?;
     let rows = client.query(&stmt, &[&limit]).await?;
-    rows.iter().map(|r| r.try_get(0).map_err(StoreError::from)).collect()
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(StoreError::from))
+        .collect()
 }
 
 const COUNT_BY_STATUS: &str = "SELECT status, count(*) FROM workflows GROUP BY status";
 
 /// Number of workflows per status, for metrics.
-pub async fn count_by_status(client: &impl GenericClient) -> Result<Vec<(String, i64)>, StoreError> {
+pub async fn count_by_status(
+    client: &impl GenericClient,
+) -> Result<Vec<(String, i64)>, StoreError> {
     let stmt = client.prepare_cached(COUNT_BY_STATUS).await?;
     let rows = client.query(&stmt, &[]).await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
 }

@@ -27,9 +27,22 @@ async fn graph_validate_accepts_the_examples_and_reports_every_error_offline() {
     .unwrap();
     let (code, _, err) = rondo_at(offline, &["graph", "validate", bad.to_str().unwrap()]).await;
     assert_eq!(code, 1);
-    assert!(err.contains("`nope`") && err.contains("`c`"), "names the label and the unknown node: {err}");
+    assert!(
+        err.contains("`nope`") && err.contains("`c`"),
+        "names the label and the unknown node: {err}"
+    );
 
-    let (code, out, err) = rondo_at(offline, &["graph", "simulate", &order, "--labels", "error,error,reserved,charged,sent"]).await;
+    let (code, out, err) = rondo_at(
+        offline,
+        &[
+            "graph",
+            "simulate",
+            &order,
+            "--labels",
+            "error,error,reserved,charged,sent",
+        ],
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("completed") && out.contains("sent"), "{out}");
 }
@@ -42,17 +55,35 @@ async fn an_operator_applies_graphs_and_follows_a_workflow_through_the_cli() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("version 1") && out.contains("new"), "{out}");
     let (_, again, _) = rondo(&server, &["graph", "apply", &order]).await;
-    assert!(again.contains("version 1") && again.contains("unchanged"), "{again}");
+    assert!(
+        again.contains("version 1") && again.contains("unchanged"),
+        "{again}"
+    );
     let (code, dot, _) = rondo(&server, &["graph", "show", "order", "--format", "dot"]).await;
     assert_eq!(code, 0);
     assert!(dot.contains("digraph") && dot.contains("reserve"), "{dot}");
 
     let worker = run_worker(&server, |b| register(b, &Faults::none(), Duration::ZERO));
-    let (code, id, err) = rondo(&server, &["workflow", "start", "order", "--input", r#"{"order_id": "C-1"}"#, "--idempotency-key", "c-1"]).await;
+    let (code, id, err) = rondo(
+        &server,
+        &[
+            "workflow",
+            "start",
+            "order",
+            "--input",
+            r#"{"order_id": "C-1"}"#,
+            "--idempotency-key",
+            "c-1",
+        ],
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
     let id = id.trim().to_owned();
     let (code, out, err) = rondo(&server, &["workflow", "wait", &id, "--timeout", "20s"]).await;
-    assert_eq!(code, 0, "wait exits 0 when the workflow completed: {out}{err}");
+    assert_eq!(
+        code, 0,
+        "wait exits 0 when the workflow completed: {out}{err}"
+    );
     let (code, out, _) = rondo(&server, &["workflow", "get", &id]).await;
     assert_eq!(code, 0);
     assert!(out.contains("completed") && out.contains("C-1"), "{out}");
@@ -60,7 +91,18 @@ async fn an_operator_applies_graphs_and_follows_a_workflow_through_the_cli() {
     for step in ["reserve", "charge", "confirm"] {
         assert!(out.contains(step), "history shows {step}: {out}");
     }
-    let (_, out, _) = rondo(&server, &["--output", "json", "workflow", "list", "--status", "completed"]).await;
+    let (_, out, _) = rondo(
+        &server,
+        &[
+            "--output",
+            "json",
+            "workflow",
+            "list",
+            "--status",
+            "completed",
+        ],
+    )
+    .await;
     let listed: serde_json::Value = serde_json::from_str(&out).expect("json output parses");
     assert!(out.contains(&id), "{listed}");
     let (code, _, err) = rondo(&server, &["workflow", "cancel", &id]).await;

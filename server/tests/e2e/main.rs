@@ -4,8 +4,8 @@
 
 mod support;
 
-mod graphs;
 mod cli;
 mod failures;
+mod graphs;
 mod schedules;
 mod workflows;

@@ -24,7 +24,11 @@ pub struct Clients {
 }
 
 pub async fn clients(server: &TestServer) -> Clients {
-    let channel = Channel::from_shared(server.grpc_url()).unwrap().connect().await.unwrap();
+    let channel = Channel::from_shared(server.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     Clients {
         graphs: GraphServiceClient::new(channel.clone()),
         workflows: WorkflowServiceClient::new(channel.clone()),
@@ -36,21 +40,39 @@ pub async fn clients(server: &TestServer) -> Clients {
 
 /// Path of an example graph.
 pub fn example_graph(name: &str) -> String {
-    format!("{}/../example-worker/graphs/{name}.yaml", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/../example-worker/graphs/{name}.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 /// Puts a graph given as YAML; returns its version.
 pub async fn put_yaml(c: &mut Clients, yaml: &str) -> u32 {
     let def = rondo_engine::parse_yaml(yaml).expect("test graph parses");
     let graph = rondo_gen::convert::graph_to_proto(&def);
-    let put = c.graphs.put_graph(v1::PutGraphRequest { graph: Some(graph) }).await.expect("graph put");
+    let put = c
+        .graphs
+        .put_graph(v1::PutGraphRequest { graph: Some(graph) })
+        .await
+        .expect("graph put");
     put.into_inner().graph.unwrap().version
 }
 
 /// Starts a workflow; returns its id.
 pub async fn start(c: &mut Clients, graph: &str, input: &str) -> String {
-    let req = v1::StartWorkflowRequest { graph: graph.into(), input: input.into(), ..Default::default() };
-    c.workflows.start_workflow(req).await.expect("workflow starts").into_inner().workflow.unwrap().id
+    let req = v1::StartWorkflowRequest {
+        graph: graph.into(),
+        input: input.into(),
+        ..Default::default()
+    };
+    c.workflows
+        .start_workflow(req)
+        .await
+        .expect("workflow starts")
+        .into_inner()
+        .workflow
+        .unwrap()
+        .id
 }
 
 /// Waits until the workflow stops running (at most `wait`) and returns it.
@@ -58,8 +80,16 @@ pub async fn await_done(c: &mut Clients, id: &str, wait: Duration) -> v1::Workfl
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let req = v1::AwaitWorkflowRequest { id: id.into(), wait: Some(left.try_into().unwrap()) };
-        let resp = c.workflows.await_workflow(req).await.expect("await").into_inner();
+        let req = v1::AwaitWorkflowRequest {
+            id: id.into(),
+            wait: Some(left.try_into().unwrap()),
+        };
+        let resp = c
+            .workflows
+            .await_workflow(req)
+            .await
+            .expect("await")
+            .into_inner();
         if resp.done || left.is_zero() {
             return resp.workflow.unwrap();
         }
@@ -68,8 +98,16 @@ pub async fn await_done(c: &mut Clients, id: &str, wait: Duration) -> v1::Workfl
 
 /// The event kinds of a workflow's history, in order, with their nodes.
 pub async fn history(c: &mut Clients, id: &str) -> Vec<v1::Event> {
-    let req = v1::GetHistoryRequest { id: id.into(), ..Default::default() };
-    c.workflows.get_history(req).await.expect("history").into_inner().events
+    let req = v1::GetHistoryRequest {
+        id: id.into(),
+        ..Default::default()
+    };
+    c.workflows
+        .get_history(req)
+        .await
+        .expect("history")
+        .into_inner()
+        .events
 }
 
 /// Nodes entered, in order.
@@ -90,7 +128,13 @@ pub async fn poll_one(c: &mut Clients, operation: &str) -> v1::Job {
         max_jobs: 1,
         wait: Some(Duration::from_secs(10).try_into().unwrap()),
     };
-    let mut jobs = c.workers.poll_jobs(req).await.expect("poll").into_inner().jobs;
+    let mut jobs = c
+        .workers
+        .poll_jobs(req)
+        .await
+        .expect("poll")
+        .into_inner()
+        .jobs;
     assert_eq!(jobs.len(), 1, "one job of `{operation}` arrives");
     jobs.remove(0)
 }
@@ -108,7 +152,10 @@ pub async fn complete(
         label: label.into(),
         output: output.into(),
     };
-    c.workers.complete_job(req).await.map(tonic::Response::into_inner)
+    c.workers
+        .complete_job(req)
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 /// A running SDK worker, stopped on drop.
@@ -133,15 +180,23 @@ impl Drop for RunningWorker {
 }
 
 /// Runs a worker built by `f` on the server.
-pub fn run_worker(server: &TestServer, f: impl FnOnce(WorkerBuilder) -> WorkerBuilder) -> RunningWorker {
-    let builder = Worker::builder(server.grpc_url()).identity("e2e-worker").concurrency(8);
+pub fn run_worker(
+    server: &TestServer,
+    f: impl FnOnce(WorkerBuilder) -> WorkerBuilder,
+) -> RunningWorker {
+    let builder = Worker::builder(server.grpc_url())
+        .identity("e2e-worker")
+        .concurrency(8);
     let worker = f(builder).build().expect("worker builds");
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
         worker.run(token).await.expect("worker runs");
     });
-    RunningWorker { shutdown, task: Some(task) }
+    RunningWorker {
+        shutdown,
+        task: Some(task),
+    }
 }
 
 /// Polls `check` until it returns `Some`, for at most `wait`.
@@ -155,7 +210,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "condition not reached within {wait:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within {wait:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -169,7 +227,10 @@ pub struct QuickServer {
 /// Starts a server that checks leases, deadlines and starts every 25 ms.
 pub async fn quick_server() -> QuickServer {
     let db = rondo_server::testing::TestDb::new().await;
-    let server = TestServer::start_with(&db.url, |cfg| cfg.sweep_interval = Duration::from_millis(25)).await;
+    let server = TestServer::start_with(&db.url, |cfg| {
+        cfg.sweep_interval = Duration::from_millis(25)
+    })
+    .await;
     QuickServer { server, _db: db }
 }
 
@@ -186,13 +247,23 @@ pub async fn rondo_at(url: &str, args: &[&str]) -> (i32, String, String) {
     let cli = rondo_server::cli::Cli::try_parse_from(argv).expect("cli arguments parse");
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = rondo_server::cli::run(cli, &mut out, &mut err).await;
-    (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
 }
 
 /// Reads a workflow.
 pub async fn get(c: &mut Clients, id: &str) -> v1::Workflow {
     let req = v1::GetWorkflowRequest { id: id.into() };
-    c.workflows.get_workflow(req).await.expect("workflow").into_inner().workflow.unwrap()
+    c.workflows
+        .get_workflow(req)
+        .await
+        .expect("workflow")
+        .into_inner()
+        .workflow
+        .unwrap()
 }
 
 /// Waits for the open inbox task of a workflow.
@@ -202,7 +273,13 @@ pub async fn task_of(c: &mut Clients, id: &str) -> v1::Task {
     eventually(Duration::from_secs(10), move || {
         let (id, mut c) = (id.clone(), c2.clone());
         async move {
-            let tasks = c.inbox.list_tasks(v1::ListTasksRequest::default()).await.ok()?.into_inner().tasks;
+            let tasks = c
+                .inbox
+                .list_tasks(v1::ListTasksRequest::default())
+                .await
+                .ok()?
+                .into_inner()
+                .tasks;
             tasks.into_iter().find(|t| t.workflow_id == id)
         }
     })

@@ -12,7 +12,9 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tonic::Code;
 
-use crate::support::{self, await_done, clients, complete, example_graph, path, poll_one, put_yaml, run_worker, start};
+use crate::support::{
+    self, await_done, clients, complete, example_graph, path, poll_one, put_yaml, run_worker, start,
+};
 
 const ONE_STEP: &str = "
 name: one
@@ -27,7 +29,11 @@ nodes:
 async fn order_server() -> (TestServer, support::Clients) {
     let server = TestServer::start().await;
     let mut c = clients(&server).await;
-    put_yaml(&mut c, &std::fs::read_to_string(example_graph("order")).unwrap()).await;
+    put_yaml(
+        &mut c,
+        &std::fs::read_to_string(example_graph("order")).unwrap(),
+    )
+    .await;
     (server, c)
 }
 
@@ -42,7 +48,10 @@ async fn order_graph_completes_along_its_happy_path() {
     assert_eq!(path(&mut c, &id).await, ["reserve", "charge", "confirm"]);
     let vars: serde_json::Value = serde_json::from_str(&wf.vars).unwrap();
     assert_eq!(vars["order_id"], "A-1", "input stays in vars");
-    assert_eq!(vars["last_email"], "order_confirmed", "outputs merge into vars");
+    assert_eq!(
+        vars["last_email"], "order_confirmed",
+        "outputs merge into vars"
+    );
     assert!(vars["charge_id"].as_str().unwrap().starts_with("ch-"));
     worker.stop().await;
 }
@@ -52,13 +61,21 @@ async fn order_graph_completes_along_its_failure_path() {
     let (server, mut c) = order_server().await;
     // Every charge declines; the other operations succeed.
     let worker = run_worker(&server, |b| {
-        ["inventory.reserve", "inventory.release", "payments.charge", "email.send"].into_iter().fold(b, |b, op| {
+        [
+            "inventory.reserve",
+            "inventory.release",
+            "payments.charge",
+            "email.send",
+        ]
+        .into_iter()
+        .fold(b, |b, op| {
             b.handler(op, |job: Job| async move {
                 Ok(match job.operation() {
                     "inventory.reserve" => Outcome::new("reserved"),
                     "inventory.release" => Outcome::new("released"),
                     "payments.charge" => Outcome::new("declined"),
-                    _ => Outcome::new("sent").with_output(json!({ "template": job.params()["template"] })),
+                    _ => Outcome::new("sent")
+                        .with_output(json!({ "template": job.params()["template"] })),
                 })
             })
         })
@@ -66,7 +83,10 @@ async fn order_graph_completes_along_its_failure_path() {
     let id = start(&mut c, "order", r#"{"order_id": "A-2"}"#).await;
     let wf = await_done(&mut c, &id, Duration::from_secs(20)).await;
     assert_eq!(wf.status(), v1::WorkflowStatus::Completed, "{wf:?}");
-    assert_eq!(path(&mut c, &id).await, ["reserve", "charge", "release", "notify_failure"]);
+    assert_eq!(
+        path(&mut c, &id).await,
+        ["reserve", "charge", "release", "notify_failure"]
+    );
     let vars: serde_json::Value = serde_json::from_str(&wf.vars).unwrap();
     assert_eq!(vars["template"], "order_failed");
     worker.stop().await;
@@ -83,18 +103,39 @@ async fn a_workflow_started_twice_with_one_idempotency_key_exists_once() {
         idempotency_key: "order-77".into(),
         ..Default::default()
     };
-    let first = c.workflows.start_workflow(req.clone()).await.unwrap().into_inner();
-    let second = c.workflows.start_workflow(req.clone()).await.unwrap().into_inner();
+    let first = c
+        .workflows
+        .start_workflow(req.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let second = c
+        .workflows
+        .start_workflow(req.clone())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!first.existing);
-    assert!(second.existing, "the repeat says it found the existing workflow");
+    assert!(
+        second.existing,
+        "the repeat says it found the existing workflow"
+    );
     assert_eq!(first.workflow.unwrap().id, second.workflow.unwrap().id);
 
-    let conflicting = v1::StartWorkflowRequest { input: r#"{"a": 2}"#.into(), ..req };
+    let conflicting = v1::StartWorkflowRequest {
+        input: r#"{"a": 2}"#.into(),
+        ..req
+    };
     let err = c.workflows.start_workflow(conflicting).await.unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
     assert!(err.message().contains("order-77"), "{}", err.message());
 
-    let list = c.workflows.list_workflows(v1::ListWorkflowsRequest::default()).await.unwrap().into_inner();
+    let list = c
+        .workflows
+        .list_workflows(v1::ListWorkflowsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(list.workflows.len(), 1);
 }
 
@@ -107,7 +148,11 @@ async fn a_repeated_completion_is_harmless_and_a_stale_lease_is_aborted() {
     let job = poll_one(&mut c, "test.work").await;
     assert_eq!(job.workflow_id, id);
     assert_eq!(job.attempt, 1);
-    assert_eq!(job.labels, ["done", "other"], "reserved labels are not offered");
+    assert_eq!(
+        job.labels,
+        ["done", "other"],
+        "reserved labels are not offered"
+    );
 
     let mut stale = job.clone();
     stale.lease_token = uuid::Uuid::new_v4().to_string();
@@ -119,12 +164,18 @@ async fn a_repeated_completion_is_harmless_and_a_stale_lease_is_aborted() {
     assert!(!first.duplicate);
     assert_eq!(first.workflow_status(), v1::WorkflowStatus::Completed);
     let again = complete(&mut c, &job, "done", r#"{"x": 1}"#).await.unwrap();
-    assert!(again.duplicate, "the same completion again succeeds with no new effect");
+    assert!(
+        again.duplicate,
+        "the same completion again succeeds with no new effect"
+    );
     let other = complete(&mut c, &job, "other", "{}").await.unwrap_err();
     assert_eq!(other.code(), Code::FailedPrecondition);
 
     let events = support::history(&mut c, &id).await;
-    let completions = events.iter().filter(|e| e.kind() == v1::EventKind::JobCompleted).count();
+    let completions = events
+        .iter()
+        .filter(|e| e.kind() == v1::EventKind::JobCompleted)
+        .count();
     assert_eq!(completions, 1, "the repeat added no history");
 }
 
@@ -139,10 +190,18 @@ async fn client_mistakes_get_precise_status_codes() {
 
     let err = complete(&mut c, &job, "nope", "{}").await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("done") && err.message().contains("other"), "lists offered labels: {}", err.message());
+    assert!(
+        err.message().contains("done") && err.message().contains("other"),
+        "lists offered labels: {}",
+        err.message()
+    );
 
     let err = complete(&mut c, &job, "timeout", "{}").await.unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument, "reserved labels are the engine's");
+    assert_eq!(
+        err.code(),
+        Code::InvalidArgument,
+        "reserved labels are the engine's"
+    );
 
     let big = format!(r#"{{"blob": "{}"}}"#, "x".repeat(2048));
     let err = complete(&mut c, &job, "done", &big).await.unwrap_err();
@@ -154,13 +213,39 @@ async fn client_mistakes_get_precise_status_codes() {
 
     let mut unknown = job.clone();
     unknown.id += 1000;
-    assert_eq!(complete(&mut c, &unknown, "done", "{}").await.unwrap_err().code(), Code::NotFound);
-    let missing = v1::GetWorkflowRequest { id: uuid::Uuid::new_v4().to_string() };
-    assert_eq!(c.workflows.get_workflow(missing).await.unwrap_err().code(), Code::NotFound);
-    let bad_id = v1::GetWorkflowRequest { id: "not-a-uuid".into() };
-    assert_eq!(c.workflows.get_workflow(bad_id).await.unwrap_err().code(), Code::InvalidArgument);
-    let no_graph = v1::StartWorkflowRequest { graph: "absent".into(), ..Default::default() };
-    assert_eq!(c.workflows.start_workflow(no_graph).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        complete(&mut c, &unknown, "done", "{}")
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    let missing = v1::GetWorkflowRequest {
+        id: uuid::Uuid::new_v4().to_string(),
+    };
+    assert_eq!(
+        c.workflows.get_workflow(missing).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    let bad_id = v1::GetWorkflowRequest {
+        id: "not-a-uuid".into(),
+    };
+    assert_eq!(
+        c.workflows.get_workflow(bad_id).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    let no_graph = v1::StartWorkflowRequest {
+        graph: "absent".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.workflows
+            .start_workflow(no_graph)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
 
     // None of the mistakes changed anything: the job is still leased and completes normally.
     assert!(complete(&mut c, &job, "done", "{}").await.is_ok());
@@ -173,7 +258,11 @@ async fn client_mistakes_get_precise_status_codes() {
 async fn cancelling_a_workflow_reaches_the_running_handler() {
     let server = TestServer::start().await;
     let mut c = clients(&server).await;
-    put_yaml(&mut c, &ONE_STEP.replace("timeout: 30s", "timeout: 30s\n    heartbeat: 1s")).await;
+    put_yaml(
+        &mut c,
+        &ONE_STEP.replace("timeout: 30s", "timeout: 30s\n    heartbeat: 1s"),
+    )
+    .await;
     let started = Arc::new(Notify::new());
     let cancelled = Arc::new(Notify::new());
     let (s, k) = (started.clone(), cancelled.clone());
@@ -189,16 +278,37 @@ async fn cancelling_a_workflow_reaches_the_running_handler() {
         })
     });
     let id = start(&mut c, "one", "").await;
-    tokio::time::timeout(Duration::from_secs(10), started.notified()).await.expect("handler starts");
-    let req = v1::CancelWorkflowRequest { id: id.clone(), reason: "customer changed their mind".into(), ..Default::default() };
-    let wf = c.workflows.cancel_workflow(req).await.unwrap().into_inner().workflow.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), started.notified())
+        .await
+        .expect("handler starts");
+    let req = v1::CancelWorkflowRequest {
+        id: id.clone(),
+        reason: "customer changed their mind".into(),
+        ..Default::default()
+    };
+    let wf = c
+        .workflows
+        .cancel_workflow(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .workflow
+        .unwrap();
     assert_eq!(wf.status(), v1::WorkflowStatus::Cancelled);
     tokio::time::timeout(Duration::from_secs(10), cancelled.notified())
         .await
         .expect("the handler's cancellation token fires");
     let events = support::history(&mut c, &id).await;
-    assert!(events.iter().any(|e| e.kind() == v1::EventKind::JobCancelled));
-    assert!(events.iter().any(|e| e.kind() == v1::EventKind::WorkflowCancelled && e.message.contains("mind")));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind() == v1::EventKind::JobCancelled)
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind() == v1::EventKind::WorkflowCancelled && e.message.contains("mind"))
+    );
     worker.stop().await;
 }
 
@@ -228,5 +338,8 @@ async fn a_job_created_through_one_server_wakes_a_poller_waiting_on_another() {
     assert_eq!(jobs[0].workflow_id, id);
     let latency = received - started;
     println!("cross-server dispatch: {latency:?}");
-    assert!(latency < Duration::from_millis(500), "woken by notification, not by re-check: {latency:?}");
+    assert!(
+        latency < Duration::from_millis(500),
+        "woken by notification, not by re-check: {latency:?}"
+    );
 }
