@@ -8,7 +8,10 @@ use prost::Message;
 const GENERATED: [&str; 2] = ["rondo.v1.rs", "rondo_descriptor.bin"];
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 #[test]
