@@ -343,3 +343,78 @@ async fn a_job_created_through_one_server_wakes_a_poller_waiting_on_another() {
         "woken by notification, not by re-check: {latency:?}"
     );
 }
+
+#[tokio::test]
+async fn a_workflow_with_a_later_start_waits_pending_and_then_runs() {
+    let q = crate::support::quick_server().await;
+    let mut c = clients(&q.server).await;
+    put_yaml(&mut c, ONE_STEP).await;
+    let at = std::time::SystemTime::now() + Duration::from_millis(600);
+    let req = v1::StartWorkflowRequest {
+        graph: "one".into(),
+        start_at: Some(at.into()),
+        ..Default::default()
+    };
+    let wf = c
+        .workflows
+        .start_workflow(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .workflow
+        .unwrap();
+    assert_eq!(wf.status(), v1::WorkflowStatus::Pending);
+    assert!(wf.current_job.is_none(), "no job before the start time");
+    let job = poll_one(&mut c, "test.work").await;
+    assert_eq!(job.workflow_id, wf.id);
+    assert!(
+        std::time::SystemTime::now() >= at,
+        "the job appeared only once the start time came"
+    );
+    let running = crate::support::get(&mut c, &wf.id).await;
+    assert_eq!(running.status(), v1::WorkflowStatus::Running);
+}
+
+#[tokio::test]
+async fn workflows_are_listed_newest_first_in_pages_with_filters() {
+    let server = TestServer::start().await;
+    let mut c = clients(&server).await;
+    put_yaml(&mut c, ONE_STEP).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(start(&mut c, "one", "").await);
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let req = v1::ListWorkflowsRequest {
+            graph: "one".into(),
+            status: v1::WorkflowStatus::Running.into(),
+            page_size: 2,
+            page_token: token.clone(),
+            ..Default::default()
+        };
+        let page = c.workflows.list_workflows(req).await.unwrap().into_inner();
+        assert!(page.workflows.len() <= 2);
+        seen.extend(page.workflows.into_iter().map(|w| w.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "every workflow once, newest first");
+    let other = v1::ListWorkflowsRequest {
+        status: v1::WorkflowStatus::Stuck.into(),
+        ..Default::default()
+    };
+    assert!(
+        c.workflows
+            .list_workflows(other)
+            .await
+            .unwrap()
+            .into_inner()
+            .workflows
+            .is_empty()
+    );
+}
