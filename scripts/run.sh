@@ -90,6 +90,10 @@ started=$("$RONDO" --server "$SERVER_URL" workflow start order --input '{"order_
 printf '%s\n' "$started"
 workflow_id=$(grep -oE '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}' <<<"$started" | head -n 1 || true)
 
+stops="the worker and the server"
+if $own_cluster; then
+    stops="the worker, the server and the private PostgreSQL (its data is kept)"
+fi
 cat <<INFO
 
 Rondo is running: gRPC $SERVER_URL, metrics and health on http://$HTTP_ADDR.
@@ -100,7 +104,7 @@ Watch it from another terminal:
     $RONDO inbox list
     tail -f $LOG_DIR/server.log $LOG_DIR/worker.log
 
-Press Ctrl-C to stop the worker, the server and the private PostgreSQL (its data is kept).
+Press Ctrl-C to stop $stops.
 INFO
 
 # Returns when the server or the worker exits, or when Ctrl-C runs the traps.

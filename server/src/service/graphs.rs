@@ -4,8 +4,8 @@
 use rondo_engine::{GraphDef, Problem};
 
 use super::{Service, ServiceError};
+use crate::store::graphs;
 use crate::store::graphs::GraphRecord;
-use crate::store::{StoreError, graphs};
 
 /// A stored version with its definition.
 #[derive(Debug, Clone)]
@@ -35,11 +35,11 @@ impl Service {
             .map_err(|problems| ServiceError::InvalidGraph { problems })?;
         let definition = serde_json::to_value(&def)
             .map_err(|e| ServiceError::Internal(format!("encoding graph: {e}")))?;
-        let mut client = self.pool().get().await.map_err(StoreError::from)?;
-        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
         let (record, created) =
             graphs::put(&tx, &def.name, validated.graph.hash(), &definition).await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         let def = decode(&record)?;
         Ok(PutResult {
             graph: StoredGraph { record, def },
@@ -50,7 +50,7 @@ impl Service {
 
     /// Reads a version (0: the latest).
     pub async fn get_graph(&self, name: &str, version: u32) -> Result<StoredGraph, ServiceError> {
-        let client = self.pool().get().await.map_err(StoreError::from)?;
+        let client = self.pool().get().await?;
         let record = graphs::get(&client, name, super::to_i32(version))
             .await?
             .ok_or_else(|| {
@@ -71,7 +71,7 @@ impl Service {
         page_token: &str,
     ) -> Result<(Vec<GraphRecord>, Option<String>), ServiceError> {
         let limit = super::workflows::page_size(page_size);
-        let client = self.pool().get().await.map_err(StoreError::from)?;
+        let client = self.pool().get().await?;
         let mut rows = graphs::list_latest(&client, page_token, limit + 1).await?;
         let next = if rows.len() as i64 > limit {
             rows.pop();

@@ -6,14 +6,13 @@ use serde_json::Value;
 use super::jobs::EndJob;
 use super::workflows::{WorkflowView, actor_of, page_size};
 use super::{Service, ServiceError};
-use crate::store::StoreError;
-use crate::store::jobs::{self, InboxFilter, JobState, TaskRecord};
+use crate::store::jobs::{self, InboxFilter, JobState, JobWithWorkflow};
 
 /// An open human task, ready to show.
 #[derive(Debug, Clone)]
 pub struct Task {
     /// The row with its workflow's data.
-    pub record: TaskRecord,
+    pub record: JobWithWorkflow,
     /// The prompt with placeholders filled in.
     pub prompt: String,
     /// Labels the operator may choose.
@@ -55,7 +54,7 @@ impl Service {
         f: TaskFilter,
     ) -> Result<(Vec<Task>, Option<i64>), ServiceError> {
         let limit = page_size(f.page_size);
-        let client = self.pool().get().await.map_err(StoreError::from)?;
+        let client = self.pool().get().await?;
         let filter = InboxFilter {
             graph: f.graph.as_deref(),
             node: f.node.as_deref(),
@@ -79,7 +78,7 @@ impl Service {
 
     /// Reads one open task.
     pub async fn get_task(&self, job_id: i64) -> Result<Task, ServiceError> {
-        let client = self.pool().get().await.map_err(StoreError::from)?;
+        let client = self.pool().get().await?;
         let filter = InboxFilter {
             job_id: Some(job_id),
             limit: 1,
@@ -96,7 +95,7 @@ impl Service {
     async fn task(
         &self,
         client: &impl crate::store::GenericClient,
-        record: TaskRecord,
+        record: JobWithWorkflow,
     ) -> Result<Task, ServiceError> {
         let (graph, _) = self
             .graph(client, &record.graph_name, record.graph_version)
@@ -123,8 +122,8 @@ impl Service {
         }
         let output = Value::Object(self.parse_object("output", &answer.output)?);
         let actor = actor_of(&answer.operator, "operator");
-        let mut client = self.pool().get().await.map_err(StoreError::from)?;
-        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
         let locked = jobs::lock_with_workflow(&tx, answer.job_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("job {} not found", answer.job_id)))?;
@@ -162,7 +161,7 @@ impl Service {
             must_be_offered: true,
         };
         self.end_and_advance(&tx, &locked, &graph, end).await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         drop(client);
         self.get_workflow(locked.workflow.id).await
     }

@@ -14,9 +14,9 @@ use super::step::{Applied, Apply};
 use super::workflows::position_of;
 use super::{Service, ServiceError};
 use crate::store::events::{self, EventKind, NewEvent};
-use crate::store::jobs::{self, ClaimedJob, JobEnd, JobState, LockedJob};
+use crate::store::jobs::{self, JobEnd, JobState, JobWithWorkflow, LockedJob};
 use crate::store::workflows::WorkflowStatus;
-use crate::store::{GenericClient, StoreError, listen};
+use crate::store::{GenericClient, listen};
 
 /// Most jobs one poll may lease.
 pub const MAX_JOBS_PER_POLL: u32 = 256;
@@ -38,7 +38,7 @@ pub struct PollRequest {
 #[derive(Debug, Clone)]
 pub struct LeasedJob {
     /// The claimed row with its workflow's data.
-    pub claimed: ClaimedJob,
+    pub claimed: JobWithWorkflow,
     /// The node's static params.
     pub params: Map<String, Value>,
     /// Labels the worker may answer with.
@@ -94,7 +94,7 @@ impl Service {
         loop {
             let waiter = self.dispatch().register(&req.operations);
             let claimed = {
-                let client = self.pool().get().await.map_err(StoreError::from)?;
+                let client = self.pool().get().await?;
                 jobs::claim(&client, &req.operations, max_jobs, &req.worker).await?
             };
             if !claimed.is_empty() {
@@ -104,7 +104,7 @@ impl Service {
                 }
                 self.metrics().poll_wait(started.elapsed());
                 let mut leased = Vec::with_capacity(claimed.len());
-                let client = self.pool().get().await.map_err(StoreError::from)?;
+                let client = self.pool().get().await?;
                 for c in claimed {
                     leased.push(self.leased(&client, c).await?);
                 }
@@ -120,7 +120,7 @@ impl Service {
     async fn leased(
         &self,
         client: &impl GenericClient,
-        claimed: ClaimedJob,
+        claimed: JobWithWorkflow,
     ) -> Result<LeasedJob, ServiceError> {
         let (graph, _) = self
             .graph(client, &claimed.graph_name, claimed.graph_version)
@@ -157,8 +157,8 @@ impl Service {
                 "`progress.percent` is {percent}; give a number from 0 to 100"
             )));
         }
-        let mut client = self.pool().get().await.map_err(StoreError::from)?;
-        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
         let progress_ref = progress
             .as_ref()
             .map(|(p, m)| (i32::try_from(*p).unwrap_or(100), m.as_str()));
@@ -181,7 +181,7 @@ impl Service {
                     };
                     events::append(&tx, job.workflow_id, &[event]).await?;
                 }
-                tx.commit().await.map_err(StoreError::from)?;
+                tx.commit().await?;
                 Ok(expires)
             }
             None => Err(self.why_not_live(&tx, job_id, token).await?),
@@ -196,8 +196,8 @@ impl Service {
         reason: &str,
     ) -> Result<(), ServiceError> {
         let token = parse_token(token)?;
-        let mut client = self.pool().get().await.map_err(StoreError::from)?;
-        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
         let Some((operation, workflow_id, node, attempt)) =
             jobs::release(&tx, job_id, token).await?
         else {
@@ -216,7 +216,7 @@ impl Service {
         };
         events::append(&tx, workflow_id, &[event]).await?;
         listen::notify_job(&tx, &operation, Utc::now()).await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -255,8 +255,8 @@ impl Service {
             Completion::Failure { .. } => (LABEL_ERROR, Map::new()),
         };
         let output = Value::Object(output);
-        let mut client = self.pool().get().await.map_err(StoreError::from)?;
-        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
         let locked = jobs::lock_with_workflow(&tx, job_id)
             .await?
             .ok_or_else(|| job_not_found(job_id))?;
@@ -300,7 +300,7 @@ impl Service {
                     ..NewEvent::new(EventKind::LateResult, worker.as_str())
                 };
                 events::append(&tx, job.workflow_id, &[late]).await?;
-                tx.commit().await.map_err(StoreError::from)?;
+                tx.commit().await?;
             }
             return Err(refusal);
         }
@@ -319,7 +319,7 @@ impl Service {
             must_be_offered,
         };
         let applied = self.end_and_advance(&tx, &locked, &graph, end).await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         Ok(Completed {
             duplicate: false,
             status: applied.status,
@@ -330,8 +330,8 @@ impl Service {
     /// The engine times out an expired lease (or a human node's clock). Returns false when the
     /// job was no longer expired (completed or extended meanwhile).
     pub async fn time_out(&self, job_id: i64) -> Result<bool, ServiceError> {
-        let mut client = self.pool().get().await.map_err(StoreError::from)?;
-        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
         let Some(locked) = jobs::lock_with_workflow(&tx, job_id).await? else {
             return Ok(false);
         };
@@ -358,7 +358,7 @@ impl Service {
             must_be_offered: false,
         };
         self.end_and_advance(&tx, &locked, &graph, end).await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         if let Some(op) = &locked.job.operation {
             self.metrics().job_timed_out(op);
         }

@@ -55,6 +55,18 @@ pub enum ServiceError {
     Internal(String),
 }
 
+impl From<deadpool_postgres::PoolError> for ServiceError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::from(e).into()
+    }
+}
+
+impl From<tokio_postgres::Error> for ServiceError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::from(e).into()
+    }
+}
+
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match &e {

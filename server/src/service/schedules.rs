@@ -86,8 +86,8 @@ impl Service {
         }
         let cadence = Cadence::parse(req.cron.as_deref(), req.time_zone.as_deref(), req.interval)?;
         let input = Value::Object(self.parse_object("input", &req.input)?);
-        let mut client = self.pool().get().await.map_err(StoreError::from)?;
-        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
         self.graph(&tx, &req.graph, super::to_i32(req.graph_version))
             .await?;
         let now = schedules::now(&tx).await?;
@@ -114,13 +114,13 @@ impl Service {
                 req.id, req.id
             ))
         })?;
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         Ok(created)
     }
 
     /// Reads a schedule.
     pub async fn get_schedule(&self, id: &str) -> Result<ScheduleRecord, ServiceError> {
-        let client = self.pool().get().await.map_err(StoreError::from)?;
+        let client = self.pool().get().await?;
         schedules::get(&client, id)
             .await?
             .ok_or_else(|| not_found(id))
@@ -133,7 +133,7 @@ impl Service {
         page_token: &str,
     ) -> Result<SchedulePage, ServiceError> {
         let limit = super::workflows::page_size(page_size);
-        let client = self.pool().get().await.map_err(StoreError::from)?;
+        let client = self.pool().get().await?;
         let mut rows = schedules::list(&client, page_token, limit + 1).await?;
         let next_page_token = if i64::try_from(rows.len()).unwrap_or(i64::MAX) > limit {
             rows.pop();
@@ -149,8 +149,8 @@ impl Service {
 
     /// Pauses a schedule; pausing a paused schedule changes nothing.
     pub async fn pause_schedule(&self, id: &str) -> Result<ScheduleRecord, ServiceError> {
-        let mut client = self.pool().get().await.map_err(StoreError::from)?;
-        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
         let (schedule, _) = schedules::lock(&tx, id)
             .await?
             .ok_or_else(|| not_found(id))?;
@@ -160,15 +160,15 @@ impl Service {
         let paused = schedules::set_paused(&tx, id, true, schedule.next_fire_at)
             .await?
             .ok_or_else(|| not_found(id))?;
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         Ok(paused)
     }
 
     /// Resumes a paused schedule from the first tick after now, so ticks missed while paused
     /// are skipped; resuming an active schedule changes nothing.
     pub async fn resume_schedule(&self, id: &str) -> Result<ScheduleRecord, ServiceError> {
-        let mut client = self.pool().get().await.map_err(StoreError::from)?;
-        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
         let (schedule, now) = schedules::lock(&tx, id)
             .await?
             .ok_or_else(|| not_found(id))?;
@@ -181,13 +181,13 @@ impl Service {
         let resumed = schedules::set_paused(&tx, id, false, next)
             .await?
             .ok_or_else(|| not_found(id))?;
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         Ok(resumed)
     }
 
     /// Deletes a schedule; the workflows it started are untouched.
     pub async fn delete_schedule(&self, id: &str) -> Result<(), ServiceError> {
-        let client = self.pool().get().await.map_err(StoreError::from)?;
+        let client = self.pool().get().await?;
         if schedules::delete(&client, id).await? {
             Ok(())
         } else {
@@ -203,8 +203,8 @@ impl Service {
         let mut failed = Vec::new();
         let mut handled = 0;
         while handled + failed.len() < limit {
-            let mut client = self.pool().get().await.map_err(StoreError::from)?;
-            let tx = client.transaction().await.map_err(StoreError::from)?;
+            let mut client = self.pool().get().await?;
+            let tx = client.transaction().await?;
             let Some(due) = schedules::lock_due(&tx, &failed).await? else {
                 break;
             };

@@ -14,8 +14,8 @@ use super::step::Apply;
 use super::workflows::{not_found, position_of};
 use super::{Service, ServiceError};
 use crate::store::events::{EventKind, NewEvent};
+use crate::store::jobs;
 use crate::store::workflows::{self, WorkflowStatus};
-use crate::store::{StoreError, jobs};
 
 /// Most items of each kind handled per sweep.
 const BATCH: i64 = 100;
@@ -41,7 +41,7 @@ impl Service {
     /// Returns how many items it changed.
     pub async fn sweep(&self) -> Result<usize, ServiceError> {
         let (expired, deadlines, pending) = {
-            let client = self.pool().get().await.map_err(StoreError::from)?;
+            let client = self.pool().get().await?;
             (
                 jobs::expired(&client, BATCH).await?,
                 workflows::due_deadlines(&client, BATCH).await?,
@@ -65,8 +65,8 @@ impl Service {
     /// Fires a passed deadline: cancels the job in hand and enters `on_deadline` (or marks the
     /// workflow STUCK). False when it no longer applies.
     pub async fn fire_deadline(&self, id: Uuid) -> Result<bool, ServiceError> {
-        let mut client = self.pool().get().await.map_err(StoreError::from)?;
-        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
         let (wf, now) = workflows::lock(&tx, id)
             .await?
             .ok_or_else(|| not_found(id))?;
@@ -98,14 +98,14 @@ impl Service {
             clear_deadline: true,
         };
         self.apply(&tx, apply).await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         Ok(true)
     }
 
     /// Starts a PENDING workflow whose time has come. False when it no longer applies.
     pub async fn start_pending(&self, id: Uuid) -> Result<bool, ServiceError> {
-        let mut client = self.pool().get().await.map_err(StoreError::from)?;
-        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
         let (wf, now) = workflows::lock(&tx, id)
             .await?
             .ok_or_else(|| not_found(id))?;
@@ -125,7 +125,7 @@ impl Service {
             clear_deadline: false,
         };
         self.apply(&tx, apply).await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        tx.commit().await?;
         Ok(true)
     }
 }

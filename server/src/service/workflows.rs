@@ -114,15 +114,8 @@ impl Service {
             ));
         }
         let input = Value::Object(self.parse_object("input", &req.input)?);
-        let mut client = self
-            .pool()
-            .get()
-            .await
-            .map_err(crate::store::StoreError::from)?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(crate::store::StoreError::from)?;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
         let new = NewStart {
             graph: &req.graph,
             version: req.version,
@@ -151,7 +144,7 @@ impl Service {
                 existing: true,
             });
         };
-        tx.commit().await.map_err(crate::store::StoreError::from)?;
+        tx.commit().await?;
         Ok(Started {
             view: self.get_workflow(id).await?,
             existing: false,
@@ -210,11 +203,7 @@ impl Service {
 
     /// Reads a workflow with its current job.
     pub async fn get_workflow(&self, id: Uuid) -> Result<WorkflowView, ServiceError> {
-        let client = self
-            .pool()
-            .get()
-            .await
-            .map_err(crate::store::StoreError::from)?;
+        let client = self.pool().get().await?;
         let workflow = workflows::get(&client, id)
             .await?
             .ok_or_else(|| not_found(id))?;
@@ -241,11 +230,7 @@ impl Service {
             .as_deref()
             .map(parse_page_token)
             .transpose()?;
-        let client = self
-            .pool()
-            .get()
-            .await
-            .map_err(crate::store::StoreError::from)?;
+        let client = self.pool().get().await?;
         let filter = ListFilter {
             graph: req.graph.as_deref(),
             status: req.status,
@@ -274,11 +259,7 @@ impl Service {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<EventRecord>, ServiceError> {
-        let client = self
-            .pool()
-            .get()
-            .await
-            .map_err(crate::store::StoreError::from)?;
+        let client = self.pool().get().await?;
         if workflows::get(&client, id).await?.is_none() {
             return Err(not_found(id));
         }
@@ -321,15 +302,8 @@ impl Service {
         operator: &str,
     ) -> Result<WorkflowView, ServiceError> {
         let actor = actor_of(operator, "client");
-        let mut client = self
-            .pool()
-            .get()
-            .await
-            .map_err(crate::store::StoreError::from)?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(crate::store::StoreError::from)?;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
         let (wf, _) = workflows::lock(&tx, id)
             .await?
             .ok_or_else(|| not_found(id))?;
@@ -355,7 +329,7 @@ impl Service {
         workflows::cancel(&tx, id).await?;
         events::append(&tx, id, &log).await?;
         listen::notify_workflow(&tx, id).await?;
-        tx.commit().await.map_err(crate::store::StoreError::from)?;
+        tx.commit().await?;
         drop(client);
         self.get_workflow(id).await
     }
@@ -420,15 +394,8 @@ impl Service {
             ));
         }
         let actor = actor_of(&action.operator, "operator");
-        let mut client = self
-            .pool()
-            .get()
-            .await
-            .map_err(crate::store::StoreError::from)?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(crate::store::StoreError::from)?;
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
         let (wf, _) = workflows::lock(&tx, id)
             .await?
             .ok_or_else(|| not_found(id))?;
@@ -480,7 +447,7 @@ impl Service {
             clear_deadline: false,
         };
         self.apply(&tx, apply).await?;
-        tx.commit().await.map_err(crate::store::StoreError::from)?;
+        tx.commit().await?;
         drop(client);
         self.get_workflow(id).await
     }

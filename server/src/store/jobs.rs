@@ -181,10 +181,10 @@ pub async fn insert(
     Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
-/// A claimed job with what the worker needs from its workflow.
+/// A job with what a worker or operator needs from its workflow.
 #[derive(Debug, Clone)]
-pub struct ClaimedJob {
-    /// The job, now active.
+pub struct JobWithWorkflow {
+    /// The job.
     pub job: JobRecord,
     /// Graph name.
     pub graph_name: String,
@@ -194,6 +194,19 @@ pub struct ClaimedJob {
     pub vars: Value,
     /// The workflow's input.
     pub input: Value,
+}
+
+impl JobWithWorkflow {
+    /// Reads `job_columns!()` followed by the workflow's graph name, version, vars and input.
+    fn from_row(row: &Row) -> Result<Self, StoreError> {
+        Ok(JobWithWorkflow {
+            job: JobRecord::from_row(row)?,
+            graph_name: row.try_get("graph_name")?,
+            graph_version: row.try_get("graph_version")?,
+            vars: row.try_get("vars")?,
+            input: row.try_get("input")?,
+        })
+    }
 }
 
 /// Lease length: `timeout` from now, or with a heartbeat interval, the next heartbeat's due
@@ -232,20 +245,10 @@ pub async fn claim(
     operations: &[String],
     limit: i64,
     worker: &str,
-) -> Result<Vec<ClaimedJob>, StoreError> {
+) -> Result<Vec<JobWithWorkflow>, StoreError> {
     let stmt = client.prepare_cached(CLAIM).await?;
     let rows = client.query(&stmt, &[&operations, &limit, &worker]).await?;
-    rows.iter()
-        .map(|row| {
-            Ok(ClaimedJob {
-                job: JobRecord::from_row(row)?,
-                graph_name: row.try_get("graph_name")?,
-                graph_version: row.try_get("graph_version")?,
-                vars: row.try_get("vars")?,
-                input: row.try_get("input")?,
-            })
-        })
-        .collect()
+    rows.iter().map(JobWithWorkflow::from_row).collect()
 }
 
 const HEARTBEAT: &str = concat!(
@@ -418,21 +421,6 @@ pub async fn queue_depth(client: &impl GenericClient) -> Result<Vec<(String, i64
         .collect()
 }
 
-/// An open human task with its workflow's context.
-#[derive(Debug, Clone)]
-pub struct TaskRecord {
-    /// The job.
-    pub job: JobRecord,
-    /// Graph name.
-    pub graph_name: String,
-    /// Graph version.
-    pub graph_version: i32,
-    /// The workflow's vars.
-    pub vars: Value,
-    /// The workflow's input.
-    pub input: Value,
-}
-
 const INBOX: &str = concat!(
     "SELECT ",
     job_columns!(),
@@ -463,7 +451,7 @@ pub struct InboxFilter<'a> {
 pub async fn inbox(
     client: &impl GenericClient,
     f: &InboxFilter<'_>,
-) -> Result<Vec<TaskRecord>, StoreError> {
+) -> Result<Vec<JobWithWorkflow>, StoreError> {
     let stmt = client.prepare_cached(INBOX).await?;
     let rows = client
         .query(
@@ -471,15 +459,5 @@ pub async fn inbox(
             &[&f.graph, &f.node, &f.job_id, &f.after_id, &f.limit],
         )
         .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(TaskRecord {
-                job: JobRecord::from_row(row)?,
-                graph_name: row.try_get("graph_name")?,
-                graph_version: row.try_get("graph_version")?,
-                vars: row.try_get("vars")?,
-                input: row.try_get("input")?,
-            })
-        })
-        .collect()
+    rows.iter().map(JobWithWorkflow::from_row).collect()
 }
