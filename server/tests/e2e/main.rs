@@ -6,6 +6,7 @@ mod support;
 
 mod cli;
 mod failures;
+mod ops;
 mod graphs;
 mod schedules;
 mod workflows;
