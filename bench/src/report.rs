@@ -42,15 +42,21 @@ pub struct Report {
 
 /// One figure: its JSON key, its label in the table, its value and unit.
 struct Figure {
+    /// Key in the JSON line, stable for scripts that compare runs.
     key: String,
+    /// What the table calls it.
     label: &'static str,
+    /// A number, a string, or `null` when it was not measured.
     value: Value,
+    /// Shown after the value in the table; JSON keys carry the unit in their names instead.
     unit: &'static str,
 }
 
 /// Figures under a heading of the table.
 struct Section {
+    /// The heading: which workload, at which size.
     title: String,
+    /// The figures under it.
     figures: Vec<Figure>,
 }
 

@@ -18,6 +18,8 @@ pub struct Metrics {
     jobs_created: Family<Labels, Counter>,
     jobs_completed: Family<Labels, Counter>,
     jobs_timed_out: Family<Labels, Counter>,
+    jobs_leased: Family<Labels, Counter>,
+    retries: Family<Labels, Counter>,
     poll_wait: Histogram,
     transition: Histogram,
     queue_depth: Family<Labels, Gauge>,
@@ -36,6 +38,8 @@ impl Default for Metrics {
         let jobs_created = Family::<Labels, Counter>::default();
         let jobs_completed = Family::<Labels, Counter>::default();
         let jobs_timed_out = Family::<Labels, Counter>::default();
+        let jobs_leased = Family::<Labels, Counter>::default();
+        let retries = Family::<Labels, Counter>::default();
         let poll_wait = Histogram::new(exponential_buckets(0.001, 4.0, 10));
         let transition = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let queue_depth = Family::<Labels, Gauge>::default();
@@ -54,6 +58,16 @@ impl Default for Metrics {
             "jobs_timed_out",
             "Leases that ran out, by operation",
             jobs_timed_out.clone(),
+        );
+        registry.register(
+            "jobs_leased",
+            "Jobs handed to workers (started), by operation",
+            jobs_leased.clone(),
+        );
+        registry.register(
+            "retries",
+            "Retry edges taken within their budget, by node",
+            retries.clone(),
         );
         registry.register(
             "poll_wait_seconds",
@@ -76,6 +90,8 @@ impl Default for Metrics {
             jobs_created,
             jobs_completed,
             jobs_timed_out,
+            jobs_leased,
+            retries,
             poll_wait,
             transition,
             queue_depth,
@@ -105,6 +121,20 @@ impl Metrics {
     pub fn job_timed_out(&self, operation: &str) {
         self.jobs_timed_out
             .get_or_create(&vec![("operation", operation.to_owned())])
+            .inc();
+    }
+
+    /// A job of `operation` was leased to a worker.
+    pub fn job_leased(&self, operation: &str) {
+        self.jobs_leased
+            .get_or_create(&vec![("operation", operation.to_owned())])
+            .inc();
+    }
+
+    /// A retry edge was taken from `node`.
+    pub fn retried(&self, node: &str) {
+        self.retries
+            .get_or_create(&vec![("node", node.to_owned())])
             .inc();
     }
 

@@ -61,10 +61,16 @@ pub async fn serve(
         max_payload_bytes: config.max_payload_bytes,
         max_poll_wait: config.max_poll_wait,
     };
-    let service = Service::new(pool.clone(), limits, dispatch.clone(), metrics);
+    let (outbox_tx, outbox_rx) = mpsc::unbounded_channel();
+    let service = Service::new(pool.clone(), limits, dispatch.clone(), metrics, outbox_tx);
 
     let (notice_tx, notice_rx) = mpsc::unbounded_channel();
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(listen::run_notifier(
+        config.database_url.clone(),
+        outbox_rx,
+        shutdown.clone(),
+    ));
     tasks.spawn(listen::run(
         config.database_url.clone(),
         notice_tx,

@@ -159,6 +159,12 @@ impl Dispatcher {
         }
     }
 
+    fn wake_many(&self, key: &Key, count: u32) {
+        for _ in 0..count {
+            self.wake(key);
+        }
+    }
+
     fn wake_everyone(&self) {
         let keys: Vec<Key> = self
             .queues
@@ -206,15 +212,16 @@ impl Dispatcher {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 notice = notices.recv() => match notice {
-                    Some(Notice::JobReady { operation, available_at }) => {
+                    Some(Notice::JobReady { operation, available_at, count }) => {
                         let delay = (available_at - Utc::now()).to_std().unwrap_or_default();
+                        let key = Key::Operation(operation);
                         if delay.is_zero() {
-                            self.wake(&Key::Operation(operation));
+                            self.wake_many(&key, count);
                         } else {
                             let me = self.clone();
                             tokio::spawn(async move {
                                 tokio::time::sleep(delay).await;
-                                me.wake(&Key::Operation(operation));
+                                me.wake_many(&key, count);
                             });
                         }
                     }

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::jobs::EndJob;
 use super::workflows::{WorkflowView, actor_of, page_size};
-use super::{Service, ServiceError};
+use super::{Outbox, Service, ServiceError};
 use crate::store::jobs::{self, InboxFilter, JobState, JobWithWorkflow};
 
 /// An open human task, ready to show.
@@ -160,8 +160,10 @@ impl Service {
             message: (!answer.comment.is_empty()).then(|| answer.comment.clone()),
             must_be_offered: true,
         };
-        self.end_and_advance(&tx, &locked, &graph, end).await?;
-        tx.commit().await?;
+        let mut outbox = Outbox::new();
+        self.end_and_advance(&tx, &locked, &graph, end, &mut outbox)
+            .await?;
+        self.commit(tx, outbox).await?;
         drop(client);
         self.get_workflow(locked.workflow.id).await
     }

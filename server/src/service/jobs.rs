@@ -12,11 +12,12 @@ use uuid::Uuid;
 
 use super::step::{Applied, Apply};
 use super::workflows::position_of;
-use super::{Service, ServiceError};
+use super::{Outbox, Service, ServiceError};
+use crate::store::GenericClient;
 use crate::store::events::{self, EventKind, NewEvent};
 use crate::store::jobs::{self, JobEnd, JobState, JobWithWorkflow, LockedJob};
+use crate::store::listen::Notice;
 use crate::store::workflows::WorkflowStatus;
-use crate::store::{GenericClient, listen};
 
 /// Most jobs one poll may lease.
 pub const MAX_JOBS_PER_POLL: u32 = 256;
@@ -103,6 +104,11 @@ impl Service {
                     self.dispatch().wake_ops(&req.operations);
                 }
                 self.metrics().poll_wait(started.elapsed());
+                for c in &claimed {
+                    if let Some(op) = &c.job.operation {
+                        self.metrics().job_leased(op);
+                    }
+                }
                 let mut leased = Vec::with_capacity(claimed.len());
                 let client = self.pool().get().await?;
                 for c in claimed {
@@ -215,8 +221,12 @@ impl Service {
             ..NewEvent::new(EventKind::JobReleased, "worker")
         };
         events::append(&tx, workflow_id, &[event]).await?;
-        listen::notify_job(&tx, &operation, Utc::now()).await?;
-        tx.commit().await?;
+        let ready = Notice::JobReady {
+            operation,
+            available_at: Utc::now(),
+            count: 1,
+        };
+        self.commit(tx, vec![ready]).await?;
         Ok(())
     }
 
@@ -318,8 +328,11 @@ impl Service {
             message,
             must_be_offered,
         };
-        let applied = self.end_and_advance(&tx, &locked, &graph, end).await?;
-        tx.commit().await?;
+        let mut outbox = Outbox::new();
+        let applied = self
+            .end_and_advance(&tx, &locked, &graph, end, &mut outbox)
+            .await?;
+        self.commit(tx, outbox).await?;
         Ok(Completed {
             duplicate: false,
             status: applied.status,
@@ -357,8 +370,10 @@ impl Service {
             }),
             must_be_offered: false,
         };
-        self.end_and_advance(&tx, &locked, &graph, end).await?;
-        tx.commit().await?;
+        let mut outbox = Outbox::new();
+        self.end_and_advance(&tx, &locked, &graph, end, &mut outbox)
+            .await?;
+        self.commit(tx, outbox).await?;
         if let Some(op) = &locked.job.operation {
             self.metrics().job_timed_out(op);
         }
@@ -373,6 +388,7 @@ impl Service {
         locked: &LockedJob,
         graph: &Arc<Graph>,
         end: EndJob<'_>,
+        outbox: &mut Outbox,
     ) -> Result<Applied, ServiceError> {
         let LockedJob { job, workflow, .. } = locked;
         let started = std::time::Instant::now();
@@ -445,7 +461,7 @@ impl Service {
             actor: "engine",
             clear_deadline: false,
         };
-        let applied = self.apply(tx, apply).await?;
+        let applied = self.apply(tx, apply, outbox).await?;
         if let Some(op) = &job.operation {
             self.metrics().job_completed(op, end.label);
         }

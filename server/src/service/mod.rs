@@ -18,7 +18,10 @@ use std::time::Duration;
 use rondo_engine::{Graph, GraphDef, Problem};
 use serde_json::{Map, Value};
 
+use tokio::sync::mpsc;
+
 use crate::metrics::Metrics;
+use crate::store::listen::Notice;
 use crate::store::{self, Pool, StoreError};
 
 pub use dispatch::Dispatcher;
@@ -79,6 +82,9 @@ impl From<StoreError> for ServiceError {
     }
 }
 
+/// Notifications a transaction produced; sent by [`Service::commit`] once it has committed.
+pub(crate) type Outbox = Vec<Notice>;
+
 /// Validated graphs by (name, version).
 type GraphCache = HashMap<(String, i32), Arc<Graph>>;
 
@@ -106,6 +112,9 @@ pub struct Service {
     dispatch: Arc<Dispatcher>,
     /// Prometheus metrics.
     metrics: Arc<Metrics>,
+    /// Sends notifications after commit, batched on a connection of its own: a NOTIFY inside
+    /// the step's transaction would serialize every commit on PostgreSQL's notify lock.
+    notifier: mpsc::UnboundedSender<Notice>,
 }
 
 impl Service {
@@ -115,6 +124,7 @@ impl Service {
         limits: Limits,
         dispatch: Arc<Dispatcher>,
         metrics: Arc<Metrics>,
+        notifier: mpsc::UnboundedSender<Notice>,
     ) -> Self {
         Service {
             pool,
@@ -122,7 +132,22 @@ impl Service {
             graphs: Arc::default(),
             dispatch,
             metrics,
+            notifier,
         }
+    }
+
+    /// Commits a transaction, then hands its notifications to the notifier. A notification
+    /// lost after the commit only delays a wake-up until the dispatcher's periodic re-check.
+    pub(crate) async fn commit(
+        &self,
+        tx: store::Transaction<'_>,
+        outbox: Outbox,
+    ) -> Result<(), ServiceError> {
+        tx.commit().await?;
+        for notice in outbox {
+            let _ = self.notifier.send(notice);
+        }
+        Ok(())
     }
 
     /// The connection pool.

@@ -28,8 +28,7 @@ use croner::parser::{CronParser, Seconds, Year};
 use serde_json::Value;
 
 use super::workflows::NewStart;
-use super::{Service, ServiceError};
-use crate::store::StoreError;
+use super::{Outbox, Service, ServiceError};
 use crate::store::schedules::{self, DueSchedule, NewSchedule, Overlap, ScheduleRecord, TickDone};
 use crate::store::workflows::{self, WorkflowStatus};
 
@@ -209,11 +208,9 @@ impl Service {
                 break;
             };
             let id = due.schedule.id.clone();
-            let result = match self.handle_tick(&tx, due).await {
-                Ok(()) => tx
-                    .commit()
-                    .await
-                    .map_err(|e| ServiceError::from(StoreError::from(e))),
+            let mut outbox = Outbox::new();
+            let result = match self.handle_tick(&tx, due, &mut outbox).await {
+                Ok(()) => self.commit(tx, outbox).await,
                 Err(e) => Err(e),
             };
             match result {
@@ -234,6 +231,7 @@ impl Service {
         &self,
         tx: &impl crate::store::GenericClient,
         due: DueSchedule,
+        outbox: &mut Outbox,
     ) -> Result<(), ServiceError> {
         let DueSchedule {
             schedule: s,
@@ -271,7 +269,7 @@ impl Service {
             schedule_id: Some(&s.id),
             actor: &actor,
         };
-        let workflow_id = match self.insert_workflow(tx, &new).await? {
+        let workflow_id = match self.insert_workflow(tx, &new, outbox).await? {
             Some(id) => id,
             None => {
                 workflows::get_by_key(tx, &key)

@@ -9,11 +9,13 @@ use rondo_engine::{Graph, Next, Step};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::Outbox;
 use super::{Service, ServiceError, millis, to_i32};
+use crate::store::GenericClient;
 use crate::store::events::{EventKind, NewEvent};
 use crate::store::jobs::{self, NewJob};
+use crate::store::listen::Notice;
 use crate::store::workflows::{self, WorkflowStatus, WorkflowUpdate};
-use crate::store::{GenericClient, listen};
 
 /// Everything needed to apply one step to one (locked) workflow.
 pub(crate) struct Apply<'a> {
@@ -49,11 +51,13 @@ pub struct Applied {
 }
 
 impl Service {
-    /// Applies a step; the caller holds the workflow's row lock and commits afterwards.
+    /// Applies a step; the caller holds the workflow's row lock, and commits afterwards with
+    /// [`Service::commit`], which sends the notifications collected in `outbox`.
     pub(crate) async fn apply(
         &self,
         tx: &impl GenericClient,
         a: Apply<'_>,
+        outbox: &mut Outbox,
     ) -> Result<Applied, ServiceError> {
         let Apply {
             workflow_id,
@@ -67,12 +71,15 @@ impl Service {
             clear_deadline,
         } = a;
         match &step.retry {
-            Some(RetryNote::Scheduled { retry, max, delay }) => events.push(NewEvent {
-                node: from.map(str::to_owned),
-                message: Some(format!("retry {retry} of {max}")),
-                data: Some(json!({ "retry": retry, "max": max, "delay_ms": millis(*delay) })),
-                ..NewEvent::new(EventKind::RetryScheduled, "engine")
-            }),
+            Some(RetryNote::Scheduled { retry, max, delay }) => {
+                self.metrics().retried(from.unwrap_or_default());
+                events.push(NewEvent {
+                    node: from.map(str::to_owned),
+                    message: Some(format!("retry {retry} of {max}")),
+                    data: Some(json!({ "retry": retry, "max": max, "delay_ms": millis(*delay) })),
+                    ..NewEvent::new(EventKind::RetryScheduled, "engine")
+                });
+            }
             Some(RetryNote::Exhausted { max }) => events.push(NewEvent {
                 node: from.map(str::to_owned),
                 message: Some(format!("retry budget of {max} spent")),
@@ -118,7 +125,11 @@ impl Service {
                 };
                 let (job_id, available_at) = jobs::insert(tx, &job).await?;
                 if let Some(operation) = &node.operation {
-                    listen::notify_job(tx, operation, available_at).await?;
+                    outbox.push(Notice::JobReady {
+                        operation: operation.clone(),
+                        available_at,
+                        count: 1,
+                    });
                     self.metrics().job_created(operation);
                 }
                 events.push(NewEvent {
@@ -148,7 +159,7 @@ impl Service {
                     message: Some(format!("completed with `{outcome}`")),
                     ..NewEvent::new(EventKind::WorkflowCompleted, actor)
                 });
-                listen::notify_workflow(tx, workflow_id).await?;
+                outbox.push(Notice::WorkflowChanged(workflow_id));
                 Applied {
                     status: WorkflowStatus::Completed,
                     node: None,
@@ -170,7 +181,7 @@ impl Service {
                     data: Some(json!({ "reason": incident.reason.as_str() })),
                     ..NewEvent::new(EventKind::WorkflowStuck, "engine")
                 });
-                listen::notify_workflow(tx, workflow_id).await?;
+                outbox.push(Notice::WorkflowChanged(workflow_id));
                 Applied {
                     status: WorkflowStatus::Stuck,
                     node: Some(step.position.node.clone()),

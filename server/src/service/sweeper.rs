@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::step::Apply;
 use super::workflows::{not_found, position_of};
-use super::{Service, ServiceError};
+use super::{Outbox, Service, ServiceError};
 use crate::store::events::{EventKind, NewEvent};
 use crate::store::jobs;
 use crate::store::workflows::{self, WorkflowStatus};
@@ -97,8 +97,9 @@ impl Service {
             actor: "engine",
             clear_deadline: true,
         };
-        self.apply(&tx, apply).await?;
-        tx.commit().await?;
+        let mut outbox = Outbox::new();
+        self.apply(&tx, apply, &mut outbox).await?;
+        self.commit(tx, outbox).await?;
         Ok(true)
     }
 
@@ -124,8 +125,9 @@ impl Service {
             actor: "engine",
             clear_deadline: false,
         };
-        self.apply(&tx, apply).await?;
-        tx.commit().await?;
+        let mut outbox = Outbox::new();
+        self.apply(&tx, apply, &mut outbox).await?;
+        self.commit(tx, outbox).await?;
         Ok(true)
     }
 }

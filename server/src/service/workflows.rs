@@ -10,11 +10,12 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::step::Apply;
-use super::{Service, ServiceError, millis};
+use super::{Outbox, Service, ServiceError, millis};
+use crate::store::GenericClient;
 use crate::store::events::{self, EventKind, EventRecord, NewEvent};
 use crate::store::jobs::{self, JobEnd, JobRecord, JobState};
+use crate::store::listen::Notice;
 use crate::store::workflows::{self, ListFilter, NewWorkflow, WorkflowRecord, WorkflowStatus};
-use crate::store::{GenericClient, listen};
 
 /// A request to start a workflow.
 #[derive(Debug, Clone, Default)]
@@ -125,7 +126,8 @@ impl Service {
             schedule_id: req.schedule_id.as_deref(),
             actor: "client",
         };
-        let Some(id) = self.insert_workflow(&tx, &new).await? else {
+        let mut outbox = Outbox::new();
+        let Some(id) = self.insert_workflow(&tx, &new, &mut outbox).await? else {
             drop(tx);
             let key = req.idempotency_key.as_deref().unwrap_or_default();
             let existing = workflows::get_by_key(&client, key).await?.ok_or_else(|| {
@@ -144,9 +146,15 @@ impl Service {
                 existing: true,
             });
         };
-        tx.commit().await?;
+        self.commit(tx, outbox).await?;
+        // Read back on the same connection: taking a second one while holding this one would
+        // deadlock the pool under many concurrent starts.
+        let workflow = workflows::get(&client, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        let view = self.view_with(&client, workflow).await?;
         Ok(Started {
-            view: self.get_workflow(id).await?,
+            view,
             existing: false,
         })
     }
@@ -158,6 +166,7 @@ impl Service {
         &self,
         tx: &impl GenericClient,
         new: &NewStart<'_>,
+        outbox: &mut Outbox,
     ) -> Result<Option<Uuid>, ServiceError> {
         let (graph, version) = self
             .graph(tx, new.graph, super::to_i32(new.version))
@@ -194,7 +203,7 @@ impl Service {
                 actor: "engine",
                 clear_deadline: false,
             };
-            self.apply(tx, apply).await?;
+            self.apply(tx, apply, outbox).await?;
         } else {
             events::append(tx, id, &[started]).await?;
         }
@@ -328,8 +337,7 @@ impl Service {
         });
         workflows::cancel(&tx, id).await?;
         events::append(&tx, id, &log).await?;
-        listen::notify_workflow(&tx, id).await?;
-        tx.commit().await?;
+        self.commit(tx, vec![Notice::WorkflowChanged(id)]).await?;
         drop(client);
         self.get_workflow(id).await
     }
@@ -446,8 +454,9 @@ impl Service {
             actor: &actor,
             clear_deadline: false,
         };
-        self.apply(&tx, apply).await?;
-        tx.commit().await?;
+        let mut outbox = Outbox::new();
+        self.apply(&tx, apply, &mut outbox).await?;
+        self.commit(tx, outbox).await?;
         drop(client);
         self.get_workflow(id).await
     }

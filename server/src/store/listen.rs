@@ -1,12 +1,12 @@
 //! LISTEN/NOTIFY: how a job created through any server wakes pollers waiting on any server,
-//! and how a workflow ending wakes `AwaitWorkflow` calls. One dedicated connection per server
-//! listens; notifications are sent inside the transaction that made the change, so PostgreSQL
-//! delivers them only when it commits.
+//! and how a workflow stopping wakes `AwaitWorkflow` calls. Each server keeps one connection
+//! that listens and one that notifies. Notifications are sent after the transaction that made
+//! the change has committed, batched: a NOTIFY inside that transaction would make PostgreSQL
+//! serialize the commit on its global notify lock, one step at a time.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::GenericClient;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 
-/// Channel announcing ready jobs; payload `operation<TAB>available_at_millis`.
+/// Channel announcing ready jobs; payload `operation<TAB>available_at_millis<TAB>count`.
 pub const JOBS_CHANNEL: &str = "rondo_jobs";
 /// Channel announcing workflows that stopped running; payload the workflow id.
 pub const WORKFLOWS_CHANNEL: &str = "rondo_workflows";
@@ -23,12 +23,14 @@ pub const WORKFLOWS_CHANNEL: &str = "rondo_workflows";
 /// What the listener hears.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notice {
-    /// A job of `operation` is ready at `available_at`.
+    /// `count` jobs of `operation` are ready at `available_at`.
     JobReady {
-        /// Operation of the job.
+        /// Operation of the jobs.
         operation: String,
-        /// When it may be handed out.
+        /// When they may be handed out.
         available_at: DateTime<Utc>,
+        /// How many (notifications of one batch are merged).
+        count: u32,
     },
     /// A workflow stopped running (completed, cancelled or stuck).
     WorkflowChanged(Uuid),
@@ -36,38 +38,117 @@ pub enum Notice {
     Connected,
 }
 
-const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+const NOTIFY_MANY: &str = "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)";
 
-/// Announces a ready job (delivered when the surrounding transaction commits).
-pub async fn notify_job(
-    client: &impl GenericClient,
-    operation: &str,
-    available_at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let payload = format!("{operation}\t{}", available_at.timestamp_millis());
-    let stmt = client.prepare_cached(NOTIFY).await?;
-    client.execute(&stmt, &[&JOBS_CHANNEL, &payload]).await?;
-    Ok(())
+/// Most notices sent in one statement.
+const BATCH: usize = 1024;
+
+/// The wire form of a notice: (channel, payload).
+fn payload(notice: &Notice) -> Option<(&'static str, String)> {
+    match notice {
+        Notice::JobReady {
+            operation,
+            available_at,
+            count,
+        } => Some((
+            JOBS_CHANNEL,
+            format!("{operation}\t{}\t{count}", available_at.timestamp_millis()),
+        )),
+        Notice::WorkflowChanged(id) => Some((WORKFLOWS_CHANNEL, id.to_string())),
+        Notice::Connected => None,
+    }
 }
 
-/// Announces that a workflow stopped running.
-pub async fn notify_workflow(client: &impl GenericClient, id: Uuid) -> Result<(), StoreError> {
-    let stmt = client.prepare_cached(NOTIFY).await?;
-    client
-        .execute(&stmt, &[&WORKFLOWS_CHANNEL, &id.to_string()])
-        .await?;
-    Ok(())
+/// Merges a batch: ready jobs of one operation and instant add up (PostgreSQL would fold
+/// identical payloads of one transaction into one and lose the count).
+fn merge(batch: Vec<Notice>) -> Vec<Notice> {
+    let mut merged: Vec<Notice> = Vec::with_capacity(batch.len());
+    for notice in batch {
+        let existing = merged.iter_mut().find(|m| match (m, &notice) {
+            (
+                Notice::JobReady {
+                    operation: a,
+                    available_at: at_a,
+                    ..
+                },
+                Notice::JobReady {
+                    operation: b,
+                    available_at: at_b,
+                    ..
+                },
+            ) => a == b && at_a.timestamp_millis() == at_b.timestamp_millis(),
+            (Notice::WorkflowChanged(a), Notice::WorkflowChanged(b)) => a == b,
+            _ => false,
+        });
+        match (existing, notice) {
+            (Some(Notice::JobReady { count, .. }), Notice::JobReady { count: more, .. }) => {
+                *count = count.saturating_add(more);
+            }
+            (Some(_), _) => {}
+            (None, notice) => merged.push(notice),
+        }
+    }
+    merged
+}
+
+/// Sends notices until shutdown, as many per statement as have queued up meanwhile, on a
+/// connection of its own (reconnecting when it drops). A batch that cannot be sent is logged
+/// and dropped: the dispatcher's periodic re-check finds those jobs anyway.
+pub async fn run_notifier(
+    database_url: String,
+    mut rx: mpsc::UnboundedReceiver<Notice>,
+    shutdown: CancellationToken,
+) {
+    let mut client: Option<tokio_postgres::Client> = None;
+    loop {
+        let first = tokio::select! {
+            () = shutdown.cancelled() => return,
+            notice = rx.recv() => match notice {
+                Some(n) => n,
+                None => return,
+            },
+        };
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(n) => batch.push(n),
+                Err(_) => break,
+            }
+        }
+        let (channels, payloads): (Vec<&str>, Vec<String>) =
+            merge(batch).iter().filter_map(payload).unzip();
+        if client
+            .as_ref()
+            .is_none_or(tokio_postgres::Client::is_closed)
+        {
+            client = match super::connect(&database_url).await {
+                Ok(c) => Some(c),
+                Err(error) => {
+                    tracing::warn!(%error, "notifier cannot connect; wake-ups wait for the re-check");
+                    None
+                }
+            };
+        }
+        if let Some(c) = &client
+            && let Err(error) = c.execute(NOTIFY_MANY, &[&channels, &payloads]).await
+        {
+            tracing::warn!(%error, "sending notifications failed; wake-ups wait for the re-check");
+        }
+    }
 }
 
 /// Parses a notification; `None` for payloads this version does not understand.
 pub fn parse(channel: &str, payload: &str) -> Option<Notice> {
     match channel {
         JOBS_CHANNEL => {
-            let (operation, millis) = payload.rsplit_once('\t')?;
-            let available_at = DateTime::from_timestamp_millis(millis.parse().ok()?)?;
+            let mut parts = payload.split('\t');
+            let operation = parts.next()?.to_owned();
+            let available_at = DateTime::from_timestamp_millis(parts.next()?.parse().ok()?)?;
+            let count = parts.next().map_or(Some(1), |c| c.parse().ok())?;
             Some(Notice::JobReady {
-                operation: operation.to_owned(),
+                operation,
                 available_at,
+                count,
             })
         }
         WORKFLOWS_CHANNEL => payload.parse().ok().map(Notice::WorkflowChanged),
@@ -159,15 +240,37 @@ mod tests {
     #[test]
     fn job_payload_round_trips_operation_with_dots() {
         let at = DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
-        let payload = format!("payments.charge\t{}", at.timestamp_millis());
-        assert_eq!(
-            parse(JOBS_CHANNEL, &payload),
-            Some(Notice::JobReady {
-                operation: "payments.charge".into(),
-                available_at: at
-            })
-        );
+        let notice = Notice::JobReady {
+            operation: "payments.charge".into(),
+            available_at: at,
+            count: 3,
+        };
+        let (channel, text) = payload(&notice).unwrap();
+        assert_eq!(parse(channel, &text), Some(notice));
         assert_eq!(parse(JOBS_CHANNEL, "no-tab"), None);
+        assert_eq!(parse(JOBS_CHANNEL, "op\t12\tmany"), None);
         assert_eq!(parse("other", "x"), None);
+    }
+
+    #[test]
+    fn a_batch_adds_up_ready_jobs_of_one_operation_and_instant() {
+        let at = DateTime::from_timestamp_millis(1_000).unwrap();
+        let ready = |op: &str, count| Notice::JobReady {
+            operation: op.into(),
+            available_at: at,
+            count,
+        };
+        let id = Uuid::now_v7();
+        let merged = merge(vec![
+            ready("a", 1),
+            ready("b", 1),
+            ready("a", 2),
+            Notice::WorkflowChanged(id),
+            Notice::WorkflowChanged(id),
+        ]);
+        assert_eq!(
+            merged,
+            vec![ready("a", 3), ready("b", 1), Notice::WorkflowChanged(id)]
+        );
     }
 }

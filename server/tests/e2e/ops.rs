@@ -52,6 +52,7 @@ nodes:
     for line in [
         r#"rondo_jobs_created_total{operation="test.work"} 2"#,
         r#"rondo_jobs_completed_total{operation="test.work",label="done"} 1"#,
+        r#"rondo_jobs_leased_total{operation="test.work"} 1"#,
         r#"rondo_queue_depth{operation="test.work"} 1"#,
         r#"rondo_workflows{status="completed"} 1"#,
         r#"rondo_workflows{status="running"} 1"#,
