@@ -6,7 +6,7 @@ mod support;
 
 mod cli;
 mod failures;
-mod ops;
 mod graphs;
+mod ops;
 mod schedules;
 mod workflows;
