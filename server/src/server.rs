@@ -66,13 +66,17 @@ pub async fn serve(
 
     let (notice_tx, notice_rx) = mpsc::unbounded_channel();
     let mut tasks = tokio::task::JoinSet::new();
+    // Tells this server's notifications apart from the others', which it has acted on already.
+    let origin = uuid::Uuid::new_v4();
     tasks.spawn(listen::run_notifier(
         config.database_url.clone(),
+        origin,
         outbox_rx,
         shutdown.clone(),
     ));
     tasks.spawn(listen::run(
         config.database_url.clone(),
+        origin,
         notice_tx,
         shutdown.clone(),
     ));

@@ -159,6 +159,32 @@ impl Dispatcher {
         }
     }
 
+    /// Acts on a notice: wakes pollers (at once, or when a delayed job becomes available),
+    /// workflow watchers, or everyone after a reconnect.
+    pub fn deliver(self: &Arc<Self>, notice: Notice) {
+        match notice {
+            Notice::JobReady {
+                operation,
+                available_at,
+                count,
+            } => {
+                let delay = (available_at - Utc::now()).to_std().unwrap_or_default();
+                let key = Key::Operation(operation);
+                if delay.is_zero() {
+                    self.wake_many(&key, count);
+                } else {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        me.wake_many(&key, count);
+                    });
+                }
+            }
+            Notice::WorkflowChanged(id) => self.wake(&Key::Workflow(id)),
+            Notice::Connected => self.wake_everyone(),
+        }
+    }
+
     fn wake_many(&self, key: &Key, count: u32) {
         for _ in 0..count {
             self.wake(key);
@@ -212,21 +238,7 @@ impl Dispatcher {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 notice = notices.recv() => match notice {
-                    Some(Notice::JobReady { operation, available_at, count }) => {
-                        let delay = (available_at - Utc::now()).to_std().unwrap_or_default();
-                        let key = Key::Operation(operation);
-                        if delay.is_zero() {
-                            self.wake_many(&key, count);
-                        } else {
-                            let me = self.clone();
-                            tokio::spawn(async move {
-                                tokio::time::sleep(delay).await;
-                                me.wake_many(&key, count);
-                            });
-                        }
-                    }
-                    Some(Notice::WorkflowChanged(id)) => self.wake(&Key::Workflow(id)),
-                    Some(Notice::Connected) => self.wake_everyone(),
+                    Some(notice) => self.deliver(notice),
                     None => return,
                 },
                 _ = ticker.tick() => self.recheck(&pool).await,

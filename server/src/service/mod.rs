@@ -136,8 +136,9 @@ impl Service {
         }
     }
 
-    /// Commits a transaction, then hands its notifications to the notifier. A notification
-    /// lost after the commit only delays a wake-up until the dispatcher's periodic re-check.
+    /// Commits a transaction, then wakes this server's own waiters in memory and hands the
+    /// notifications to the notifier for the other servers. A notification lost after the
+    /// commit only delays a wake-up until the dispatcher's periodic re-check.
     pub(crate) async fn commit(
         &self,
         tx: store::Transaction<'_>,
@@ -145,6 +146,7 @@ impl Service {
     ) -> Result<(), ServiceError> {
         tx.commit().await?;
         for notice in outbox {
+            self.dispatch.deliver(notice.clone());
             let _ = self.notifier.send(notice);
         }
         Ok(())

@@ -15,9 +15,11 @@ use uuid::Uuid;
 
 use super::StoreError;
 
-/// Channel announcing ready jobs; payload `operation<TAB>available_at_millis<TAB>count`.
+/// Channel announcing ready jobs; payload `origin<TAB>operation<TAB>available_at_millis<TAB>count`,
+/// where `origin` is the sending server's id (a server wakes its own pollers in memory and
+/// ignores its own notifications).
 pub const JOBS_CHANNEL: &str = "rondo_jobs";
-/// Channel announcing workflows that stopped running; payload the workflow id.
+/// Channel announcing workflows that stopped running; payload `origin<TAB>workflow_id`.
 pub const WORKFLOWS_CHANNEL: &str = "rondo_workflows";
 
 /// What the listener hears.
@@ -43,8 +45,8 @@ const NOTIFY_MANY: &str = "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::te
 /// Most notices sent in one statement.
 const BATCH: usize = 1024;
 
-/// The wire form of a notice: (channel, payload).
-fn payload(notice: &Notice) -> Option<(&'static str, String)> {
+/// The wire form of a notice from server `origin`: (channel, payload).
+fn payload(notice: &Notice, origin: Uuid) -> Option<(&'static str, String)> {
     match notice {
         Notice::JobReady {
             operation,
@@ -52,9 +54,12 @@ fn payload(notice: &Notice) -> Option<(&'static str, String)> {
             count,
         } => Some((
             JOBS_CHANNEL,
-            format!("{operation}\t{}\t{count}", available_at.timestamp_millis()),
+            format!(
+                "{origin}\t{operation}\t{}\t{count}",
+                available_at.timestamp_millis()
+            ),
         )),
-        Notice::WorkflowChanged(id) => Some((WORKFLOWS_CHANNEL, id.to_string())),
+        Notice::WorkflowChanged(id) => Some((WORKFLOWS_CHANNEL, format!("{origin}\t{id}"))),
         Notice::Connected => None,
     }
 }
@@ -91,11 +96,12 @@ fn merge(batch: Vec<Notice>) -> Vec<Notice> {
     merged
 }
 
-/// Sends notices until shutdown, as many per statement as have queued up meanwhile, on a
+/// Sends notices from server `origin` until shutdown, as many per statement as have queued up meanwhile, on a
 /// connection of its own (reconnecting when it drops). A batch that cannot be sent is logged
 /// and dropped: the dispatcher's periodic re-check finds those jobs anyway.
 pub async fn run_notifier(
     database_url: String,
+    origin: Uuid,
     mut rx: mpsc::UnboundedReceiver<Notice>,
     shutdown: CancellationToken,
 ) {
@@ -115,8 +121,10 @@ pub async fn run_notifier(
                 Err(_) => break,
             }
         }
-        let (channels, payloads): (Vec<&str>, Vec<String>) =
-            merge(batch).iter().filter_map(payload).unzip();
+        let (channels, payloads): (Vec<&str>, Vec<String>) = merge(batch)
+            .iter()
+            .filter_map(|n| payload(n, origin))
+            .unzip();
         if client
             .as_ref()
             .is_none_or(tokio_postgres::Client::is_closed)
@@ -137,36 +145,41 @@ pub async fn run_notifier(
     }
 }
 
-/// Parses a notification; `None` for payloads this version does not understand.
-pub fn parse(channel: &str, payload: &str) -> Option<Notice> {
-    match channel {
+/// Parses a notification into its origin and notice; `None` for payloads this version does
+/// not understand.
+pub fn parse(channel: &str, payload: &str) -> Option<(Uuid, Notice)> {
+    let (origin, rest) = payload.split_once('\t')?;
+    let origin = origin.parse().ok()?;
+    let notice = match channel {
         JOBS_CHANNEL => {
-            let mut parts = payload.split('\t');
+            let mut parts = rest.split('\t');
             let operation = parts.next()?.to_owned();
             let available_at = DateTime::from_timestamp_millis(parts.next()?.parse().ok()?)?;
             let count = parts.next().map_or(Some(1), |c| c.parse().ok())?;
-            Some(Notice::JobReady {
+            Notice::JobReady {
                 operation,
                 available_at,
                 count,
-            })
+            }
         }
-        WORKFLOWS_CHANNEL => payload.parse().ok().map(Notice::WorkflowChanged),
-        _ => None,
-    }
+        WORKFLOWS_CHANNEL => Notice::WorkflowChanged(rest.parse().ok()?),
+        _ => return None,
+    };
+    Some((origin, notice))
 }
 
-/// Listens until `shutdown`, forwarding notices to `tx`; reconnects with capped backoff when
+/// Listens until `shutdown`, forwarding notices from other servers than `origin` to `tx`; reconnects with capped backoff when
 /// the connection drops and sends [`Notice::Connected`] after each (re)connect, so waiters
 /// re-check for anything missed meanwhile.
 pub async fn run(
     database_url: String,
+    origin: Uuid,
     tx: mpsc::UnboundedSender<Notice>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let session = listen_once(&database_url, &tx, &shutdown);
+        let session = listen_once(&database_url, origin, &tx, &shutdown);
         match tokio::select! {
             () = shutdown.cancelled() => return,
             result = session => result,
@@ -184,6 +197,7 @@ pub async fn run(
 
 async fn listen_once(
     database_url: &str,
+    origin: Uuid,
     tx: &mpsc::UnboundedSender<Notice>,
     shutdown: &CancellationToken,
 ) -> Result<(), StoreError> {
@@ -218,8 +232,11 @@ async fn listen_once(
             () = shutdown.cancelled() => break,
             message = msg_rx.recv() => match message {
                 Some((channel, payload)) => {
-                    if let Some(notice) = parse(&channel, &payload) {
-                        let _ = tx.send(notice);
+                    match parse(&channel, &payload) {
+                        Some((from, notice)) if from != origin => {
+                            let _ = tx.send(notice);
+                        }
+                        _ => {}
                     }
                 }
                 None => break,
@@ -245,10 +262,14 @@ mod tests {
             available_at: at,
             count: 3,
         };
-        let (channel, text) = payload(&notice).unwrap();
-        assert_eq!(parse(channel, &text), Some(notice));
+        let origin = Uuid::now_v7();
+        let (channel, text) = payload(&notice, origin).unwrap();
+        assert_eq!(parse(channel, &text), Some((origin, notice)));
         assert_eq!(parse(JOBS_CHANNEL, "no-tab"), None);
-        assert_eq!(parse(JOBS_CHANNEL, "op\t12\tmany"), None);
+        assert_eq!(
+            parse(JOBS_CHANNEL, &format!("{}\top\t12\tmany", Uuid::nil())),
+            None
+        );
         assert_eq!(parse("other", "x"), None);
     }
 
