@@ -304,6 +304,7 @@ async fn raw_worker(
                 lease_token: job.lease_token,
                 label: LABEL.to_owned(),
                 output: "{}".to_owned(),
+                next_operations: Vec::new(),
             };
             client.complete_job(complete).await?;
         }

@@ -3737,6 +3737,11 @@ pub struct CompleteJobRequest {
     /// Output (JSON object), merged into the workflow's vars (top-level keys replace).
     #[prost(string, tag = "4")]
     pub output: ::prost::alloc::string::String,
+    /// Operations this worker can run right away (eager dispatch). When the step creates a job of
+    /// one of them that is available at once, that job is leased to this worker in the same
+    /// transaction and returned as `next_job`, saving a poll and a commit. Empty: no eager job.
+    #[prost(string, repeated, tag = "5")]
+    pub next_operations: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// Response of WorkerService.CompleteJob.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -3750,6 +3755,9 @@ pub struct CompleteJobResponse {
     /// Node the workflow is at after the step (empty when completed).
     #[prost(string, tag = "3")]
     pub next_node: ::prost::alloc::string::String,
+    /// The next job, already leased to this worker, when `next_operations` asked for it.
+    #[prost(message, optional, tag = "4")]
+    pub next_job: ::core::option::Option<Job>,
 }
 /// Request for WorkerService.FailJob.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -188,12 +188,14 @@ impl WorkerTransport {
         lease_token: &str,
         label: &str,
         output: &str,
-    ) -> Result<Ack, Status> {
+        next_operations: &[String],
+    ) -> Result<(Ack, Option<LeasedJob>), Status> {
         let message = v1::CompleteJobRequest {
             job_id,
             lease_token: lease_token.to_owned(),
             label: label.to_owned(),
             output: output.to_owned(),
+            next_operations: next_operations.to_vec(),
         };
         let response = self
             .client
@@ -201,10 +203,11 @@ impl WorkerTransport {
             .complete_job(request(message, CALL_TIMEOUT))
             .await?
             .into_inner();
-        Ok(Ack {
+        let ack = Ack {
             duplicate: response.duplicate,
             next_node: response.next_node,
-        })
+        };
+        Ok((ack, response.next_job.map(LeasedJob::from_wire)))
     }
 
     /// Fails the job with `message`; the engine routes it by the label `error`.

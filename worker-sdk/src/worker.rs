@@ -238,6 +238,8 @@ impl Worker {
             transport: transport.clone(),
             handlers: Arc::clone(&self.handlers),
             hard_stop: CancellationToken::new(),
+            operations: self.handlers.keys().cloned().collect(),
+            stopping: shutdown.clone(),
         });
         let tracker = TaskTracker::new();
         let operations: Vec<String> = self.handlers.keys().cloned().collect();
@@ -492,24 +494,33 @@ struct JobRuntime {
     handlers: Arc<BTreeMap<String, Handler>>,
     /// Fires when the shutdown grace runs out: unfinished jobs are cancelled and released.
     hard_stop: CancellationToken,
+    /// Operations with a handler, offered with each completion for eager dispatch.
+    operations: Vec<String>,
+    /// The worker's shutdown: once it fires, completions take no next job.
+    stopping: CancellationToken,
 }
 
 impl JobRuntime {
-    /// Runs one leased job to its end, holding its slot `permit` until then.
+    /// Runs one leased job to its end, holding its slot `permit` until then; when the
+    /// server hands back the workflow's next job with the completion (eager dispatch), runs
+    /// that one too in the same slot.
     async fn run(self: Arc<Self>, leased: LeasedJob, permit: Option<OwnedSemaphorePermit>) {
-        let span = info_span!(
-            "job",
-            workflow_id = %leased.data.workflow_id,
-            job_id = leased.data.id,
-            node = %leased.data.node,
-            operation = %leased.data.operation,
-            attempt = leased.data.attempt,
-        );
-        self.run_in_span(leased).instrument(span).await;
+        let mut next = Some(leased);
+        while let Some(leased) = next.take() {
+            let span = info_span!(
+                "job",
+                workflow_id = %leased.data.workflow_id,
+                job_id = leased.data.id,
+                node = %leased.data.node,
+                operation = %leased.data.operation,
+                attempt = leased.data.attempt,
+            );
+            next = self.run_in_span(leased).instrument(span).await;
+        }
         drop(permit);
     }
 
-    async fn run_in_span(&self, leased: LeasedJob) {
+    async fn run_in_span(&self, leased: LeasedJob) -> Option<LeasedJob> {
         let LeasedJob {
             data,
             lease_token,
@@ -520,14 +531,14 @@ impl JobRuntime {
             error!(error = %message, "job payload unreadable; failing the job");
             self.deliver(job_id, &lease_token, Report::Fail { message })
                 .await;
-            return;
+            return None;
         }
         let Some(handler) = self.handlers.get(&data.operation).cloned() else {
             let message = format!("worker has no handler for operation `{}`", data.operation);
             error!(error = %message, "failing the job");
             self.deliver(job_id, &lease_token, Report::Fail { message })
                 .await;
-            return;
+            return None;
         };
 
         let cancel = CancellationToken::new();
@@ -576,12 +587,12 @@ impl JobRuntime {
                 warn!("handler ignored cancellation; aborting it");
                 task.abort();
             }
-            return;
+            return None;
         };
         let took = started.elapsed();
         if let Some(reason) = withdrawn {
             info!(took = ?took, reason = ?reason, "handler finished; result dropped");
-            return;
+            return None;
         }
         let report = Report::from_handler(&job, joined);
         match &report {
@@ -591,13 +602,22 @@ impl JobRuntime {
             Report::Fail { message } => warn!(took = ?took, error = %message, "job failed"),
             Report::Release { .. } => {}
         }
-        self.deliver(job_id, &lease_token, report).await;
+        self.deliver(job_id, &lease_token, report).await
+    }
+
+    /// Operations to ask the next job for with a completion: none once shutting down.
+    fn eager_operations(&self) -> &[String] {
+        if self.stopping.is_cancelled() {
+            &[]
+        } else {
+            &self.operations
+        }
     }
 
     /// Sends `report`, retrying transient errors with backoff (the server treats a repeat as
     /// a no-op). A completion the server rejects as invalid (an output too large, say) is
     /// turned into a failure, so the workflow moves on by `error` rather than by `timeout`.
-    async fn deliver(&self, job_id: i64, lease_token: &str, report: Report) {
+    async fn deliver(&self, job_id: i64, lease_token: &str, report: Report) -> Option<LeasedJob> {
         let mut report = report;
         let mut backoff = Backoff::new(DELIVERY_BASE, DELIVERY_CAP);
         let mut attempt = 1;
@@ -605,18 +625,24 @@ impl JobRuntime {
             let sent = match &report {
                 Report::Complete { label, output } => {
                     self.transport
-                        .complete(job_id, lease_token, label, output)
+                        .complete(job_id, lease_token, label, output, self.eager_operations())
                         .await
                 }
-                Report::Fail { message } => self.transport.fail(job_id, lease_token, message).await,
-                Report::Release { reason } => {
-                    self.transport.release(job_id, lease_token, reason).await
-                }
+                Report::Fail { message } => self
+                    .transport
+                    .fail(job_id, lease_token, message)
+                    .await
+                    .map(|ack| (ack, None)),
+                Report::Release { reason } => self
+                    .transport
+                    .release(job_id, lease_token, reason)
+                    .await
+                    .map(|ack| (ack, None)),
             };
             match sent {
-                Ok(ack) => {
+                Ok((ack, next)) => {
                     log_delivered(&report, &ack);
-                    return;
+                    return next;
                 }
                 Err(status) if is_transient(status.code()) && attempt < DELIVERY_ATTEMPTS => {
                     debug!(
@@ -644,7 +670,7 @@ impl JobRuntime {
                 }
                 Err(status) => {
                     log_undelivered(&report, &status);
-                    return;
+                    return None;
                 }
             }
         }

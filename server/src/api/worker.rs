@@ -71,6 +71,7 @@ impl WorkerService for WorkerApi {
                     label: req.label,
                     output: req.output,
                 },
+                &req.next_operations,
             )
             .await?;
         let (duplicate, workflow_status, next_node) = outcome(&done);
@@ -78,6 +79,7 @@ impl WorkerService for WorkerApi {
             duplicate,
             workflow_status,
             next_node,
+            next_job: done.next_job.as_ref().map(leased_job),
         }))
     }
 
@@ -91,6 +93,7 @@ impl WorkerService for WorkerApi {
                 Completion::Failure {
                     message: req.message,
                 },
+                &[],
             )
             .await?;
         let (duplicate, workflow_status, next_node) = outcome(&done);

@@ -159,6 +159,7 @@ impl Service {
             actor: &actor,
             message: (!answer.comment.is_empty()).then(|| answer.comment.clone()),
             must_be_offered: true,
+            eager: None,
         };
         let mut outbox = Outbox::new();
         self.end_and_advance(&tx, &locked, &graph, end, &mut outbox)

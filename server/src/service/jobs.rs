@@ -10,7 +10,7 @@ use rondo_engine::{EngineError, Graph, advance};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::step::{Applied, Apply};
+use super::step::{Applied, Apply, Eager};
 use super::workflows::position_of;
 use super::{Outbox, Service, ServiceError};
 use crate::store::GenericClient;
@@ -74,6 +74,8 @@ pub struct Completed {
     pub status: WorkflowStatus,
     /// Node afterwards.
     pub node: Option<String>,
+    /// The next job, leased to the same worker (eager dispatch).
+    pub next_job: Option<LeasedJob>,
 }
 
 impl Service {
@@ -256,6 +258,7 @@ impl Service {
         job_id: i64,
         token: &str,
         completion: Completion,
+        next_operations: &[String],
     ) -> Result<Completed, ServiceError> {
         let token = parse_token(token)?;
         let (label, output) = match &completion {
@@ -281,10 +284,19 @@ impl Service {
                         && job.ended_by.as_deref() == Some(&worker) =>
                 {
                     if job.label.as_deref() == Some(label) && job.output.as_ref() == Some(&output) {
+                        // The first answer may have been lost with its eager job: hand that
+                        // job over again rather than leave it to time out.
+                        let next_job = match workflow.current_job_id {
+                            Some(id) if id != job_id && !next_operations.is_empty() => {
+                                self.eager_again(&tx, id, &worker, next_operations).await?
+                            }
+                            _ => None,
+                        };
                         return Ok(Completed {
                             duplicate: true,
                             status: workflow.status,
                             node: workflow.current_node.clone(),
+                            next_job,
                         });
                     }
                     return Err(ServiceError::FailedPrecondition(format!(
@@ -327,17 +339,53 @@ impl Service {
             actor: &worker,
             message,
             must_be_offered,
+            eager: (!next_operations.is_empty()).then_some(Eager {
+                worker: &worker,
+                operations: next_operations,
+            }),
         };
         let mut outbox = Outbox::new();
         let applied = self
             .end_and_advance(&tx, &locked, &graph, end, &mut outbox)
             .await?;
         self.commit(tx, outbox).await?;
+        let next_job = match applied.job_id.filter(|_| applied.leased) {
+            Some(id) => match jobs::get_with_workflow(&client, id).await? {
+                Some(job) => Some(self.leased(&client, job).await?),
+                None => None,
+            },
+            None => None,
+        };
         Ok(Completed {
             duplicate: false,
             status: applied.status,
             node: applied.node,
+            next_job,
         })
+    }
+
+    /// The job `id` again, if it is still leased to `worker` for one of `operations`.
+    async fn eager_again(
+        &self,
+        client: &impl GenericClient,
+        id: i64,
+        worker: &str,
+        operations: &[String],
+    ) -> Result<Option<LeasedJob>, ServiceError> {
+        let Some(job) = jobs::get_with_workflow(client, id).await? else {
+            return Ok(None);
+        };
+        let held = job.job.state == JobState::Active
+            && job.job.worker.as_deref() == Some(worker)
+            && job
+                .job
+                .operation
+                .as_ref()
+                .is_some_and(|op| operations.contains(op));
+        if !held {
+            return Ok(None);
+        }
+        Ok(Some(self.leased(client, job).await?))
     }
 
     /// The engine times out an expired lease (or a human node's clock). Returns false when the
@@ -369,6 +417,7 @@ impl Service {
                 None => "the node's timeout passed".into(),
             }),
             must_be_offered: false,
+            eager: None,
         };
         let mut outbox = Outbox::new();
         self.end_and_advance(&tx, &locked, &graph, end, &mut outbox)
@@ -460,6 +509,7 @@ impl Service {
             events: vec![event],
             actor: "engine",
             clear_deadline: false,
+            eager: end.eager,
         };
         let applied = self.apply(tx, apply, outbox).await?;
         if let Some(op) = &job.operation {
@@ -483,6 +533,8 @@ pub(crate) struct EndJob<'a> {
     /// True when a worker or operator chose the label, so it must be an offered one; false
     /// for the labels the engine chooses (`timeout`, and `error` for FailJob).
     pub must_be_offered: bool,
+    /// The worker asking for its next job at once, if any.
+    pub eager: Option<Eager<'a>>,
 }
 
 fn parse_token(token: &str) -> Result<Uuid, ServiceError> {

@@ -37,6 +37,17 @@ pub(crate) struct Apply<'a> {
     pub actor: &'a str,
     /// True when the step fires the deadline, so it fires only once.
     pub clear_deadline: bool,
+    /// A worker asking for the next job (eager dispatch), if any.
+    pub eager: Option<Eager<'a>>,
+}
+
+/// A worker that will run the next job at once if it handles its operation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Eager<'a> {
+    /// The worker's identity.
+    pub worker: &'a str,
+    /// The operations it handles.
+    pub operations: &'a [String],
 }
 
 /// Where the workflow stands after a step.
@@ -48,6 +59,8 @@ pub struct Applied {
     pub node: Option<String>,
     /// The job created, if any.
     pub job_id: Option<i64>,
+    /// True when that job was leased at once to the eager worker.
+    pub leased: bool,
 }
 
 impl Service {
@@ -69,6 +82,7 @@ impl Service {
             mut events,
             actor,
             clear_deadline,
+            eager,
         } = a;
         match &step.retry {
             Some(RetryNote::Scheduled { retry, max, delay }) => {
@@ -112,6 +126,15 @@ impl Service {
                     Some(key) if entry.same_key => key.to_owned(),
                     _ => format!("{workflow_id}:{}:{step_count}", entry.node),
                 };
+                let lease_to = eager
+                    .filter(|e| {
+                        entry.delay.is_zero()
+                            && node
+                                .operation
+                                .as_ref()
+                                .is_some_and(|op| e.operations.contains(op))
+                    })
+                    .map(|e| e.worker);
                 let job = NewJob {
                     workflow_id,
                     node: &entry.node,
@@ -122,15 +145,18 @@ impl Service {
                     delay_ms: millis(entry.delay),
                     timeout_ms: self.timeout_ms(node),
                     heartbeat_ms: node.heartbeat.map(millis),
+                    lease_to,
                 };
                 let (job_id, available_at) = jobs::insert(tx, &job).await?;
                 if let Some(operation) = &node.operation {
-                    outbox.push(Notice::JobReady {
-                        operation: operation.clone(),
-                        available_at,
-                        count: 1,
-                    });
                     self.metrics().job_created(operation);
+                    if lease_to.is_none() {
+                        outbox.push(Notice::JobReady {
+                            operation: operation.clone(),
+                            available_at,
+                            count: 1,
+                        });
+                    }
                 }
                 events.push(NewEvent {
                     node: Some(entry.node.clone()),
@@ -143,11 +169,21 @@ impl Service {
                     })),
                     ..NewEvent::new(EventKind::NodeEntered, actor)
                 });
+                if let Some(worker) = lease_to {
+                    events.push(NewEvent {
+                        node: Some(entry.node.clone()),
+                        job_id: Some(job_id),
+                        attempt: Some(job.attempt),
+                        message: Some("leased with the previous step's completion".into()),
+                        ..NewEvent::new(EventKind::JobLeased, worker)
+                    });
+                }
                 update.current_job_id = Some(job_id);
                 Applied {
                     status: WorkflowStatus::Running,
                     node: Some(entry.node.clone()),
                     job_id: Some(job_id),
+                    leased: lease_to.is_some(),
                 }
             }
             Next::Complete { outcome } => {
@@ -164,6 +200,7 @@ impl Service {
                     status: WorkflowStatus::Completed,
                     node: None,
                     job_id: None,
+                    leased: false,
                 }
             }
             Next::Stuck(incident) => {
@@ -186,6 +223,7 @@ impl Service {
                     status: WorkflowStatus::Stuck,
                     node: Some(step.position.node.clone()),
                     job_id: None,
+                    leased: false,
                 }
             }
         };

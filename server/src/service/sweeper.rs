@@ -96,6 +96,7 @@ impl Service {
             events: log,
             actor: "engine",
             clear_deadline: true,
+            eager: None,
         };
         let mut outbox = Outbox::new();
         self.apply(&tx, apply, &mut outbox).await?;
@@ -124,6 +125,7 @@ impl Service {
             events: Vec::new(),
             actor: "engine",
             clear_deadline: false,
+            eager: None,
         };
         let mut outbox = Outbox::new();
         self.apply(&tx, apply, &mut outbox).await?;

@@ -202,6 +202,7 @@ impl Service {
                 events: vec![started],
                 actor: "engine",
                 clear_deadline: false,
+                eager: None,
             };
             self.apply(tx, apply, outbox).await?;
         } else {
@@ -453,6 +454,7 @@ impl Service {
             events: log,
             actor: &actor,
             clear_deadline: false,
+            eager: None,
         };
         let mut outbox = Outbox::new();
         self.apply(&tx, apply, &mut outbox).await?;

@@ -147,16 +147,22 @@ pub struct NewJob<'a> {
     pub timeout_ms: Option<i64>,
     /// Required heartbeat interval.
     pub heartbeat_ms: Option<i64>,
+    /// Worker to lease the job to at once (eager dispatch); None leaves it ready.
+    pub lease_to: Option<&'a str>,
 }
 
-const INSERT: &str = "INSERT INTO jobs (workflow_id, node, operation, state, attempt, \
-     idempotency_key, from_node, available_at, timeout_ms, heartbeat_ms, lease_expires_at) \
-     VALUES ($1, $2, $3, CASE WHEN $3::text IS NULL THEN 'active' ELSE 'ready' END, $4, $5, $6, \
-       now() + ($7::bigint * interval '1 millisecond'), $8, $9, \
-       CASE WHEN $3::text IS NULL THEN now() + ($8::bigint * interval '1 millisecond') END) \
+const INSERT: &str = "INSERT INTO jobs AS j (workflow_id, node, operation, state, attempt, idempotency_key, \
+       from_node, available_at, timeout_ms, heartbeat_ms, worker, lease_token, leased_at) \
+     VALUES ($1, $2, $3, \
+       CASE WHEN $3::text IS NULL OR $10::text IS NOT NULL THEN 'active' ELSE 'ready' END, \
+       $4, $5, $6, now() + ($7::bigint * interval '1 millisecond'), $8, $9, $10, \
+       CASE WHEN $10::text IS NOT NULL THEN gen_random_uuid() END, \
+       CASE WHEN $10::text IS NOT NULL THEN now() END) \
      RETURNING id, available_at";
 
-/// Creates a job; returns its id and when it becomes available.
+/// Creates a job; returns its id and when it becomes available. A human node's job goes
+/// straight to the inbox and one with `lease_to` straight to that worker, both with their clock
+/// running.
 pub async fn insert(
     client: &impl GenericClient,
     job: &NewJob<'_>,
@@ -175,10 +181,16 @@ pub async fn insert(
                 &job.delay_ms,
                 &job.timeout_ms,
                 &job.heartbeat_ms,
+                &job.lease_to,
             ],
         )
         .await?;
-    Ok((row.try_get(0)?, row.try_get(1)?))
+    let id: i64 = row.try_get(0)?;
+    if job.operation.is_none() || job.lease_to.is_some() {
+        let clock = client.prepare_cached(START_CLOCK).await?;
+        client.execute(&clock, &[&id]).await?;
+    }
+    Ok((id, row.try_get(1)?))
 }
 
 /// A job with what a worker or operator needs from its workflow.
@@ -218,6 +230,14 @@ macro_rules! lease_expiry {
                     coalesce(j.leased_at, now()) + j.timeout_ms * interval '1 millisecond') END"
     };
 }
+
+/// Sets the clock of a job inserted active: a human node's reminder, or an eager lease.
+const START_CLOCK: &str = concat!(
+    "UPDATE jobs j SET lease_expires_at = CASE WHEN j.operation IS NULL \
+       THEN now() + j.timeout_ms * interval '1 millisecond' ELSE ",
+    lease_expiry!(),
+    " END WHERE j.id = $1"
+);
 
 const CLAIM: &str = concat!(
     "WITH picked AS ( \
@@ -277,6 +297,26 @@ pub async fn heartbeat(
 }
 
 const GET: &str = concat!("SELECT ", job_columns!(), " FROM jobs j WHERE j.id = $1");
+const GET_WITH_WORKFLOW: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    ", w.graph_name, w.graph_version, w.vars, w.input \
+     FROM jobs j JOIN workflows w ON w.id = j.workflow_id WHERE j.id = $1"
+);
+
+/// Reads one job with its workflow's context.
+pub async fn get_with_workflow(
+    client: &impl GenericClient,
+    id: i64,
+) -> Result<Option<JobWithWorkflow>, StoreError> {
+    let stmt = client.prepare_cached(GET_WITH_WORKFLOW).await?;
+    client
+        .query_opt(&stmt, &[&id])
+        .await?
+        .as_ref()
+        .map(JobWithWorkflow::from_row)
+        .transpose()
+}
 
 /// Reads one job.
 pub async fn get(client: &impl GenericClient, id: i64) -> Result<Option<JobRecord>, StoreError> {

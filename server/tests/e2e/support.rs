@@ -151,6 +151,7 @@ pub async fn complete(
         lease_token: job.lease_token.clone(),
         label: label.into(),
         output: output.into(),
+        next_operations: Vec::new(),
     };
     c.workers
         .complete_job(req)

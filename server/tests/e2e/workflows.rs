@@ -418,3 +418,106 @@ async fn workflows_are_listed_newest_first_in_pages_with_filters() {
             .is_empty()
     );
 }
+
+const CHAIN: &str = "
+name: chain
+start: s1
+nodes:
+  s1:
+    operation: test.step
+    timeout: 30s
+    on: { next: s2 }
+  s2:
+    operation: test.step
+    timeout: 30s
+    on: { next: s3 }
+  s3:
+    operation: other.step
+    timeout: 30s
+    on: { done: ~ }
+";
+
+#[tokio::test]
+async fn a_completion_can_take_the_next_job_of_an_operation_the_worker_runs() {
+    let server = TestServer::start().await;
+    let mut c = clients(&server).await;
+    put_yaml(&mut c, CHAIN).await;
+    let id = start(&mut c, "chain", "").await;
+    let first = poll_one(&mut c, "test.step").await;
+    let eager = |job: &v1::Job| v1::CompleteJobRequest {
+        job_id: job.id,
+        lease_token: job.lease_token.clone(),
+        label: "next".into(),
+        output: r#"{"n": 1}"#.into(),
+        next_operations: vec!["test.step".into()],
+    };
+    let done = c
+        .workers
+        .complete_job(eager(&first))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = done.next_job.expect("s2 is leased with the completion");
+    assert_eq!((second.node.as_str(), second.attempt), ("s2", 1));
+    assert!(!second.lease_token.is_empty());
+    assert!(
+        second.vars.contains("\"n\":1"),
+        "the job sees the vars after the step: {}",
+        second.vars
+    );
+    let again = c
+        .workers
+        .complete_job(eager(&first))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.duplicate);
+    assert_eq!(
+        again.next_job.map(|j| j.id),
+        Some(second.id),
+        "a repeated completion hands the same eager job over again"
+    );
+
+    // s3's operation is not one this worker runs: it goes to the queue for pollers.
+    let after = c
+        .workers
+        .complete_job(eager(&second))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(after.next_job.is_none());
+    let third = poll_one(&mut c, "other.step").await;
+    complete(&mut c, &third, "done", "{}").await.unwrap();
+    let wf = await_done(&mut c, &id, Duration::from_secs(5)).await;
+    assert_eq!(wf.status(), v1::WorkflowStatus::Completed);
+    let leases = crate::support::history(&mut c, &id)
+        .await
+        .into_iter()
+        .filter(|e| e.kind() == v1::EventKind::JobLeased)
+        .count();
+    assert_eq!(
+        leases, 3,
+        "every job's lease is in history, eager or polled"
+    );
+}
+
+#[tokio::test]
+async fn sdk_workers_run_chains_through_eager_dispatch() {
+    let server = TestServer::start().await;
+    let mut c = clients(&server).await;
+    put_yaml(&mut c, CHAIN).await;
+    let worker = run_worker(&server, |b| {
+        b.handler("test.step", |_job: Job| async { Ok(Outcome::new("next")) })
+            .handler("other.step", |_job: Job| async { Ok(Outcome::new("done")) })
+    });
+    let id = start(&mut c, "chain", "").await;
+    let wf = await_done(&mut c, &id, Duration::from_secs(10)).await;
+    assert_eq!(wf.status(), v1::WorkflowStatus::Completed);
+    let eager = crate::support::history(&mut c, &id)
+        .await
+        .into_iter()
+        .filter(|e| e.kind() == v1::EventKind::JobLeased && e.message.contains("previous step"))
+        .count();
+    assert_eq!(eager, 2, "s2 and s3 came with the completions of s1 and s2");
+    worker.stop().await;
+}
