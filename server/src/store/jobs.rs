@@ -151,13 +151,18 @@ pub struct NewJob<'a> {
     pub lease_to: Option<&'a str>,
 }
 
-const INSERT: &str = "INSERT INTO jobs AS j (workflow_id, node, operation, state, attempt, idempotency_key, \
-       from_node, available_at, timeout_ms, heartbeat_ms, worker, lease_token, leased_at) \
+const INSERT: &str = "INSERT INTO jobs AS j (workflow_id, node, operation, state, attempt, \
+       idempotency_key, from_node, available_at, timeout_ms, heartbeat_ms, worker, lease_token, \
+       leased_at, lease_expires_at) \
      VALUES ($1, $2, $3, \
        CASE WHEN $3::text IS NULL OR $10::text IS NOT NULL THEN 'active' ELSE 'ready' END, \
        $4, $5, $6, now() + ($7::bigint * interval '1 millisecond'), $8, $9, $10, \
        CASE WHEN $10::text IS NOT NULL THEN gen_random_uuid() END, \
-       CASE WHEN $10::text IS NOT NULL THEN now() END) \
+       CASE WHEN $10::text IS NOT NULL THEN now() END, \
+       CASE WHEN $3::text IS NULL THEN now() + $8::bigint * interval '1 millisecond' \
+            WHEN $10::text IS NOT NULL \
+            THEN now() + least(coalesce($9::bigint, $8::bigint), $8::bigint) * interval '1 millisecond' \
+       END) \
      RETURNING id, available_at";
 
 /// Creates a job; returns its id and when it becomes available. A human node's job goes
@@ -185,12 +190,7 @@ pub async fn insert(
             ],
         )
         .await?;
-    let id: i64 = row.try_get(0)?;
-    if job.operation.is_none() || job.lease_to.is_some() {
-        let clock = client.prepare_cached(START_CLOCK).await?;
-        client.execute(&clock, &[&id]).await?;
-    }
-    Ok((id, row.try_get(1)?))
+    Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
 /// A job with what a worker or operator needs from its workflow.
@@ -230,14 +230,6 @@ macro_rules! lease_expiry {
                     coalesce(j.leased_at, now()) + j.timeout_ms * interval '1 millisecond') END"
     };
 }
-
-/// Sets the clock of a job inserted active: a human node's reminder, or an eager lease.
-const START_CLOCK: &str = concat!(
-    "UPDATE jobs j SET lease_expires_at = CASE WHEN j.operation IS NULL \
-       THEN now() + j.timeout_ms * interval '1 millisecond' ELSE ",
-    lease_expiry!(),
-    " END WHERE j.id = $1"
-);
 
 const CLAIM: &str = concat!(
     "WITH picked AS ( \
