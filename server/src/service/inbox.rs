@@ -146,13 +146,7 @@ impl Service {
                     .unwrap_or_else(|| "someone else".into())
             )));
         }
-        let (graph, _) = self
-            .graph(
-                &tx,
-                &locked.workflow.graph_name,
-                locked.workflow.graph_version,
-            )
-            .await?;
+        let graph = self.graph_of(&tx, &locked.workflow).await?;
         let end = EndJob {
             label: &answer.label,
             output: &output,

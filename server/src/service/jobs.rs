@@ -326,9 +326,7 @@ impl Service {
             }
             return Err(refusal);
         }
-        let (graph, _) = self
-            .graph(&tx, &workflow.graph_name, workflow.graph_version)
-            .await?;
+        let graph = self.graph_of(&tx, workflow).await?;
         let (message, must_be_offered) = match &completion {
             Completion::Failure { message } => (Some(message.clone()), false),
             Completion::Label { .. } => (None, true),
@@ -401,13 +399,7 @@ impl Service {
         if !expired {
             return Ok(false);
         }
-        let (graph, _) = self
-            .graph(
-                &tx,
-                &locked.workflow.graph_name,
-                locked.workflow.graph_version,
-            )
-            .await?;
+        let graph = self.graph_of(&tx, &locked.workflow).await?;
         let end = EndJob {
             label: LABEL_TIMEOUT,
             output: &Value::Object(Map::new()),

@@ -202,6 +202,18 @@ impl Service {
         Ok((graph, record.version))
     }
 
+    /// The validated graph a workflow runs.
+    pub(crate) async fn graph_of(
+        &self,
+        client: &impl store::GenericClient,
+        workflow: &store::workflows::WorkflowRecord,
+    ) -> Result<Arc<Graph>, ServiceError> {
+        let (graph, _) = self
+            .graph(client, &workflow.graph_name, workflow.graph_version)
+            .await?;
+        Ok(graph)
+    }
+
     fn cached_graph(&self, name: &str, version: i32) -> Option<Arc<Graph>> {
         if version == 0 {
             return None;

@@ -75,7 +75,7 @@ impl Service {
         if !due {
             return Ok(false);
         }
-        let (graph, _) = self.graph(&tx, &wf.graph_name, wf.graph_version).await?;
+        let graph = self.graph_of(&tx, &wf).await?;
         let mut log = self
             .cancel_open_job(&tx, &wf, "engine", "the workflow's deadline passed")
             .await?;
@@ -114,7 +114,7 @@ impl Service {
         if wf.status != WorkflowStatus::Pending || wf.start_at.is_some_and(|at| at > now) {
             return Ok(false);
         }
-        let (graph, _) = self.graph(&tx, &wf.graph_name, wf.graph_version).await?;
+        let graph = self.graph_of(&tx, &wf).await?;
         let apply = Apply {
             workflow_id: id,
             graph: &graph,

@@ -424,7 +424,7 @@ impl Service {
                 wf.step_count
             )));
         }
-        let (graph, _) = self.graph(&tx, &wf.graph_name, wf.graph_version).await?;
+        let graph = self.graph_of(&tx, &wf).await?;
         let position = position_of(&wf);
         let step = decide(&graph, &position)?;
         let previous_key = match wf.current_job_id {
