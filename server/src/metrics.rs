@@ -24,6 +24,7 @@ pub struct Metrics {
     transition: Histogram,
     queue_depth: Family<Labels, Gauge>,
     workflows: Family<Labels, Gauge>,
+    waiting_pollers: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -44,6 +45,7 @@ impl Default for Metrics {
         let transition = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let queue_depth = Family::<Labels, Gauge>::default();
         let workflows = Family::<Labels, Gauge>::default();
+        let waiting_pollers = Gauge::default();
         registry.register(
             "jobs_created",
             "Jobs created, by operation",
@@ -85,6 +87,11 @@ impl Default for Metrics {
             queue_depth.clone(),
         );
         registry.register("workflows", "Workflows by status", workflows.clone());
+        registry.register(
+            "waiting_pollers",
+            "Long polls waiting on this server (they hold no database connection)",
+            waiting_pollers.clone(),
+        );
         Metrics {
             registry,
             jobs_created,
@@ -96,6 +103,7 @@ impl Default for Metrics {
             transition,
             queue_depth,
             workflows,
+            waiting_pollers,
         }
     }
 }
@@ -146,6 +154,12 @@ impl Metrics {
     /// A step took `took` inside its transaction.
     pub fn transition(&self, took: Duration) {
         self.transition.observe(took.as_secs_f64());
+    }
+
+    /// Records how many long polls wait on this server now.
+    pub fn set_waiting_pollers(&self, n: usize) {
+        self.waiting_pollers
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Encodes everything in the Prometheus text format, with fresh database gauges.

@@ -150,5 +150,7 @@ async fn metrics(State(service): State<Service>) -> (StatusCode, String) {
     let by_status = workflows::count_by_status(&client)
         .await
         .unwrap_or_default();
-    (StatusCode::OK, service.metrics().encode(&depth, &by_status))
+    let metrics = service.metrics();
+    metrics.set_waiting_pollers(service.dispatch().waiting_pollers());
+    (StatusCode::OK, metrics.encode(&depth, &by_status))
 }

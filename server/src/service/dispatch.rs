@@ -129,7 +129,7 @@ impl Dispatcher {
         }
     }
 
-    /// Number of pollers waiting, for metrics and tests.
+    /// Number of pollers waiting on this server, for metrics.
     pub fn waiting_pollers(&self) -> usize {
         let queues = self.queues.lock().expect("dispatcher lock");
         queues

@@ -15,7 +15,6 @@ use std::time::Duration;
 pub use deadpool_postgres::{GenericClient, Pool, Transaction};
 use deadpool_postgres::{ManagerConfig, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
-use tokio_postgres::error::SqlState;
 
 mod embedded {
     refinery::embed_migrations!("../schema");
@@ -42,28 +41,6 @@ pub enum StoreError {
     /// A row held a value the code cannot interpret (a bug or a manual edit).
     #[error("corrupt row: {0}")]
     Corrupt(String),
-}
-
-impl StoreError {
-    /// True when the error is a unique-constraint violation (SQLSTATE 23505).
-    pub fn is_unique_violation(&self) -> bool {
-        self.sql_state() == Some(&SqlState::UNIQUE_VIOLATION)
-    }
-
-    /// True when the error is a serialization failure or deadlock worth retrying.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self.sql_state(),
-            Some(s) if *s == SqlState::T_R_SERIALIZATION_FAILURE || *s == SqlState::T_R_DEADLOCK_DETECTED
-        )
-    }
-
-    fn sql_state(&self) -> Option<&SqlState> {
-        match self {
-            StoreError::Db(e) => e.code(),
-            _ => None,
-        }
-    }
 }
 
 /// Creates the connection pool.

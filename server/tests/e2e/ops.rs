@@ -63,6 +63,21 @@ nodes:
         metrics.contains("rondo_poll_wait_seconds_count"),
         "{metrics}"
     );
+
+    let mut poller = c.workers.clone();
+    let waiting = tokio::spawn(async move {
+        let req = rondo_gen::v1::PollJobsRequest {
+            worker: "idle".into(),
+            operations: vec!["idle.op".into()],
+            max_jobs: 1,
+            wait: Some(Duration::from_secs(3).try_into().unwrap()),
+        };
+        poller.poll_jobs(req).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, metrics) = http_get(&server, "/metrics").await;
+    assert!(metrics.contains("rondo_waiting_pollers 1"), "{metrics}");
+    assert!(waiting.await.unwrap().unwrap().into_inner().jobs.is_empty());
 }
 
 #[tokio::test]
