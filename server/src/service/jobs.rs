@@ -171,11 +171,11 @@ impl Service {
             .as_ref()
             .map(|(p, m)| (i32::try_from(*p).unwrap_or(100), m.as_str()));
         match jobs::heartbeat(&tx, job_id, token, progress_ref).await? {
-            Some(expires) => {
+            Some(job) => {
+                let expires = job.lease_expires_at.ok_or_else(|| {
+                    ServiceError::Internal(format!("job {job_id} is leased without an expiry"))
+                })?;
                 if let Some((percent, message)) = &progress {
-                    let job = jobs::get(&tx, job_id)
-                        .await?
-                        .ok_or_else(|| job_not_found(job_id))?;
                     let event = NewEvent {
                         node: Some(job.node.clone()),
                         job_id: Some(job_id),

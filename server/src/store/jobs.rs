@@ -269,23 +269,24 @@ const HEARTBEAT: &str = concat!(
     ", progress_percent = coalesce($3, j.progress_percent), \
        progress_message = coalesce($4, j.progress_message) \
      WHERE j.id = $1 AND j.lease_token = $2 AND j.state = 'active' AND j.lease_expires_at > now() \
-     RETURNING j.lease_expires_at"
+     RETURNING ",
+    job_columns!()
 );
 
-/// Extends a live lease and records progress; `None` when the lease is not live.
+/// Extends a live lease and records progress; returns the job as it is now, or `None` when
+/// the lease is not live.
 pub async fn heartbeat(
     client: &impl GenericClient,
     id: i64,
     token: Uuid,
     progress: Option<(i32, &str)>,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
+) -> Result<Option<JobRecord>, StoreError> {
     let stmt = client.prepare_cached(HEARTBEAT).await?;
     let (percent, message) = progress.map_or((None, None), |(p, m)| (Some(p), Some(m)));
     let row = client
         .query_opt(&stmt, &[&id, &token, &percent, &message])
         .await?;
-    row.map(|r| r.try_get(0).map_err(StoreError::from))
-        .transpose()
+    row.as_ref().map(JobRecord::from_row).transpose()
 }
 
 const GET: &str = concat!("SELECT ", job_columns!(), " FROM jobs j WHERE j.id = $1");

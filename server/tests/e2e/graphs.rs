@@ -4,17 +4,7 @@ use rondo_gen::v1;
 use rondo_server::testing::TestServer;
 use tonic::Code;
 
-use crate::support::{clients, example_graph, put_yaml};
-
-const ONE_STEP: &str = "
-name: one
-start: work
-nodes:
-  work:
-    operation: test.work
-    timeout: 5s
-    on: { done: ~, error: ~ }
-";
+use crate::support::{ONE_STEP, clients, example_graph, put_yaml};
 
 #[tokio::test]
 async fn putting_the_same_graph_twice_keeps_the_version_and_a_change_makes_the_next() {

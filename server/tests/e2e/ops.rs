@@ -5,7 +5,7 @@ use std::time::Duration;
 use rondo_server::testing::TestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{await_done, clients, complete, poll_one, put_yaml, start};
+use crate::support::{ONE_STEP, await_done, clients, complete, poll_one, put_yaml, start};
 
 async fn http_get(server: &TestServer, path: &str) -> (u16, String) {
     let addr = server.http_url().trim_start_matches("http://").to_owned();
@@ -29,19 +29,7 @@ async fn the_http_port_serves_liveness_readiness_and_metrics() {
     assert_eq!(http_get(&server, "/readyz").await.0, 200);
 
     let mut c = clients(&server).await;
-    put_yaml(
-        &mut c,
-        "
-name: one
-start: work
-nodes:
-  work:
-    operation: test.work
-    timeout: 5s
-    on: { done: ~ }
-",
-    )
-    .await;
+    put_yaml(&mut c, ONE_STEP).await;
     start(&mut c, "one", "").await;
     start(&mut c, "one", "").await;
     let job = poll_one(&mut c, "test.work").await;

@@ -13,6 +13,17 @@ use rondo_server::testing::TestServer;
 use rondo_worker::{CancellationToken, Worker, WorkerBuilder};
 use tonic::transport::Channel;
 
+/// A one-step graph: operation `test.work`, terminal labels `done` and `other`, and `error`.
+pub const ONE_STEP: &str = "
+name: one
+start: work
+nodes:
+  work:
+    operation: test.work
+    timeout: 30s
+    on: { done: ~, other: ~, error: ~ }
+";
+
 /// Raw gRPC clients of one server.
 #[derive(Clone)]
 pub struct Clients {

@@ -13,18 +13,9 @@ use tokio::sync::Notify;
 use tonic::Code;
 
 use crate::support::{
-    self, await_done, clients, complete, example_graph, path, poll_one, put_yaml, run_worker, start,
+    self, ONE_STEP, await_done, clients, complete, example_graph, path, poll_one, put_yaml,
+    run_worker, start,
 };
-
-const ONE_STEP: &str = "
-name: one
-start: work
-nodes:
-  work:
-    operation: test.work
-    timeout: 30s
-    on: { done: ~, other: ~, error: ~ }
-";
 
 async fn order_server() -> (TestServer, support::Clients) {
     let server = TestServer::start().await;
