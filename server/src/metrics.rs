@@ -25,6 +25,8 @@ pub struct Metrics {
     queue_depth: Family<Labels, Gauge>,
     workflows: Family<Labels, Gauge>,
     waiting_pollers: Gauge,
+    claim_queries: Counter,
+    poller_wakeups: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -46,6 +48,8 @@ impl Default for Metrics {
         let queue_depth = Family::<Labels, Gauge>::default();
         let workflows = Family::<Labels, Gauge>::default();
         let waiting_pollers = Gauge::default();
+        let claim_queries = Counter::default();
+        let poller_wakeups = Counter::default();
         registry.register(
             "jobs_created",
             "Jobs created, by operation",
@@ -92,6 +96,16 @@ impl Default for Metrics {
             "Long polls waiting on this server (they hold no database connection)",
             waiting_pollers.clone(),
         );
+        registry.register(
+            "claim_queries",
+            "Claim queries run for long polls (an idle poller should run none)",
+            claim_queries.clone(),
+        );
+        registry.register(
+            "poller_wakeups",
+            "Waiting long polls woken, by a new job or the safety re-check",
+            poller_wakeups.clone(),
+        );
         Metrics {
             registry,
             jobs_created,
@@ -104,6 +118,8 @@ impl Default for Metrics {
             queue_depth,
             workflows,
             waiting_pollers,
+            claim_queries,
+            poller_wakeups,
         }
     }
 }
@@ -160,6 +176,16 @@ impl Metrics {
     pub fn set_waiting_pollers(&self, n: usize) {
         self.waiting_pollers
             .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// A long poll ran a claim query.
+    pub fn claim_query(&self) {
+        self.claim_queries.inc();
+    }
+
+    /// A waiting long poll was woken.
+    pub fn poller_woken(&self) {
+        self.poller_wakeups.inc();
     }
 
     /// Encodes everything in the Prometheus text format, with fresh database gauges.

@@ -98,6 +98,7 @@ impl Service {
             let waiter = self.dispatch().register(&req.operations);
             let claimed = {
                 let client = self.pool().get().await?;
+                self.metrics().claim_query();
                 jobs::claim(&client, &req.operations, max_jobs, &req.worker).await?
             };
             if !claimed.is_empty() {
@@ -122,6 +123,7 @@ impl Service {
                 self.metrics().poll_wait(started.elapsed());
                 return Ok(Vec::new());
             }
+            self.metrics().poller_woken();
         }
     }
 
