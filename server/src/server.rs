@@ -86,6 +86,7 @@ pub async fn serve(
             .clone()
             .run_sweeper(config.sweep_interval, shutdown.clone()),
     );
+    tasks.spawn(service.clone().release_orphans(shutdown.clone()));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()

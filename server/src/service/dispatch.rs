@@ -1,19 +1,24 @@
 //! Wake-ups for waiting long polls and `AwaitWorkflow` calls. Waiters live in memory and hold
-//! no database connection; PostgreSQL notifications (from any server) wake them. One ready job
-//! wakes ONE poller of its operation; a poller that leases a full batch passes the wake-up on.
+//! no database connection. A job created on this server while a poller of its operation waits
+//! here is leased to that poller inside the creating transaction and handed over in memory
+//! after the commit: no wake-up, no claim query. Other ready jobs are announced by
+//! notifications (from any server); one wakes ONE poller of its operation, and a poller that
+//! leases a full batch passes the wake-up on. Operations whose last claim found nothing are
+//! remembered as empty until a notification says otherwise, so idle pollers run no queries.
 //! A periodic re-check covers notifications lost while the listener reconnected.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::jobs::LeasedJob;
 use crate::store::listen::Notice;
 use crate::store::{Pool, jobs};
 
@@ -24,6 +29,10 @@ struct Slot {
     woken: AtomicBool,
     /// Wakes the waiting task (keeps a permit if it is not waiting yet).
     notify: Notify,
+    /// A poller ready to take a job in memory: its worker identity and where to send the job.
+    handoff: Mutex<Option<(String, oneshot::Sender<LeasedJob>)>>,
+    /// Set when the poller was taken for a job being created.
+    reserved: AtomicBool,
 }
 
 /// A registered waiter; dropping it unregisters.
@@ -31,6 +40,51 @@ pub struct Waiter {
     slot: Arc<Slot>,
     keys: Vec<Key>,
     dispatcher: Arc<Dispatcher>,
+    /// Where a job handed over in memory arrives, once armed.
+    job: Option<oneshot::Receiver<LeasedJob>>,
+    /// The dispatcher's epoch of emptiness when this waiter registered.
+    epoch: u64,
+}
+
+/// How a poller's wait ended.
+#[derive(Debug)]
+pub enum Wake {
+    /// A job was leased to it and handed over.
+    Job(Box<LeasedJob>),
+    /// Jobs may be ready: look.
+    Woken,
+    /// Nothing came before the deadline (or the server is stopping).
+    TimedOut,
+}
+
+/// A waiting poller taken for a job being created: the job is leased to its worker inside the
+/// creating transaction and delivered after the commit. Dropping it (the transaction failed)
+/// sends the poller back to look for jobs itself.
+#[derive(Debug)]
+pub struct Reservation {
+    worker: String,
+    sender: oneshot::Sender<LeasedJob>,
+}
+
+impl Reservation {
+    /// The worker the job is leased to.
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+
+    /// Hands the job over; gives it back when the poller has gone meanwhile.
+    pub fn deliver(self, job: LeasedJob) -> Result<(), Box<LeasedJob>> {
+        self.sender.send(job).map_err(Box::new)
+    }
+}
+
+/// Operations believed to have no ready job, and a counter bumped by every notification that
+/// may contradict that, so that a claim begun before the notification cannot mark its
+/// operation empty after it.
+#[derive(Debug, Default)]
+struct Emptiness {
+    operations: HashSet<String>,
+    epoch: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -40,34 +94,112 @@ enum Key {
 }
 
 /// In-memory registry of waiters, fed by notifications.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Dispatcher {
     /// Waiters by what they wait for, oldest first. Never held across an await.
     queues: Mutex<HashMap<Key, VecDeque<Arc<Slot>>>>,
     /// Server shutdown: every waiting call answers at once.
     shutdown: CancellationToken,
+    /// What the last claims found empty.
+    empty: Mutex<Emptiness>,
+    /// Jobs leased to pollers that left before taking them; released by the service.
+    orphans: mpsc::UnboundedSender<LeasedJob>,
+    /// The receiving end of `orphans`, taken once by [`Dispatcher::take_orphans`].
+    orphans_rx: Mutex<Option<mpsc::UnboundedReceiver<LeasedJob>>>,
+}
+
+impl Default for Dispatcher {
+    fn default() -> Self {
+        Dispatcher::new(CancellationToken::new())
+    }
 }
 
 impl Waiter {
     /// Waits for a wake-up until `deadline` or server shutdown; true when woken.
     pub async fn wait_until(&self, deadline: Instant) -> bool {
-        let woken = tokio::select! {
-            result = tokio::time::timeout_at(deadline, self.slot.notify.notified()) => result.is_ok(),
-            () = self.dispatcher.shutdown.cancelled() => false,
-        };
-        if !woken && self.slot.woken.swap(true, Ordering::AcqRel) {
-            // Woken just as the wait ran out: hand the wake-up to another waiter, or the job
-            // would wait for the periodic re-check.
-            for key in &self.keys {
-                self.dispatcher.wake(key);
-            }
-        }
-        woken
+        wait_slot(&self.slot, &self.keys, &self.dispatcher, deadline).await
     }
+
+    /// The dispatcher's epoch of emptiness when this waiter registered.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Lets a job be handed to this poller in memory, leased to `worker`. Call it once the
+    /// poller has found nothing itself, so jobs go to pollers that are really waiting.
+    pub fn arm(&mut self, worker: &str) {
+        let (sender, receiver) = oneshot::channel();
+        *self.slot.handoff.lock().expect("slot lock") = Some((worker.to_owned(), sender));
+        self.job = Some(receiver);
+    }
+
+    /// Waits for a job handed over, a wake-up, the deadline or server shutdown. A poller taken
+    /// for a job keeps waiting past the deadline until the job's transaction has ended.
+    pub async fn wait_for_job(&mut self, deadline: Instant) -> Wake {
+        let Waiter {
+            slot,
+            keys,
+            dispatcher,
+            job,
+            ..
+        } = self;
+        let Some(receiver) = job.as_mut() else {
+            return match wait_slot(slot, keys, dispatcher, deadline).await {
+                true => Wake::Woken,
+                false => Wake::TimedOut,
+            };
+        };
+        let woken = tokio::select! {
+            handed = &mut *receiver => return handed_over(job, handed),
+            woken = wait_slot(slot, keys, dispatcher, deadline) => woken,
+        };
+        if slot.reserved.load(Ordering::Acquire) {
+            let handed = (&mut *receiver).await;
+            return handed_over(job, handed);
+        }
+        if woken { Wake::Woken } else { Wake::TimedOut }
+    }
+}
+
+/// What a handed-over job's channel said: the job, or (its transaction failed) look again.
+fn handed_over(
+    job: &mut Option<oneshot::Receiver<LeasedJob>>,
+    handed: Result<LeasedJob, oneshot::error::RecvError>,
+) -> Wake {
+    *job = None;
+    match handed {
+        Ok(leased) => Wake::Job(Box::new(leased)),
+        Err(_) => Wake::Woken,
+    }
+}
+
+/// Waits on a slot for a wake-up until `deadline` or server shutdown; true when woken.
+async fn wait_slot(slot: &Slot, keys: &[Key], dispatcher: &Dispatcher, deadline: Instant) -> bool {
+    let woken = tokio::select! {
+        result = tokio::time::timeout_at(deadline, slot.notify.notified()) => result.is_ok(),
+        () = dispatcher.shutdown.cancelled() => false,
+    };
+    if !woken && !slot.reserved.load(Ordering::Acquire) && slot.woken.swap(true, Ordering::AcqRel)
+    {
+        // Woken just as the wait ran out: hand the wake-up to another waiter, or the job
+        // would wait for the periodic re-check.
+        for key in keys {
+            dispatcher.wake(key);
+        }
+    }
+    woken
 }
 
 impl Drop for Waiter {
     fn drop(&mut self) {
+        if let Some(mut receiver) = self.job.take() {
+            // A job handed over to a poller that stopped waiting (its caller went away) must
+            // go back to the queue.
+            receiver.close();
+            if let Ok(job) = receiver.try_recv() {
+                let _ = self.dispatcher.orphans.send(job);
+            }
+        }
         let mut queues = self.dispatcher.queues.lock().expect("dispatcher lock");
         for key in &self.keys {
             if let Some(queue) = queues.get_mut(key) {
@@ -83,9 +215,13 @@ impl Drop for Waiter {
 impl Dispatcher {
     /// A dispatcher whose waiters all answer when `shutdown` is cancelled.
     pub fn new(shutdown: CancellationToken) -> Self {
+        let (orphans, orphans_rx) = mpsc::unbounded_channel();
         Dispatcher {
             queues: Mutex::default(),
             shutdown,
+            empty: Mutex::default(),
+            orphans,
+            orphans_rx: Mutex::new(Some(orphans_rx)),
         }
     }
 
@@ -100,12 +236,81 @@ impl Dispatcher {
         )
     }
 
+    /// Takes the oldest armed poller of `operation` waiting here, for a job about to be
+    /// created; None when none waits.
+    pub fn reserve(&self, operation: &str) -> Option<Reservation> {
+        let key = Key::Operation(operation.to_owned());
+        let mut queues = self.queues.lock().expect("dispatcher lock");
+        let queue = queues.get_mut(&key)?;
+        let mut reservation = None;
+        let mut i = 0;
+        while i < queue.len() {
+            let slot = &queue[i];
+            let armed = slot.handoff.lock().expect("slot lock").is_some();
+            if !armed {
+                i += 1;
+                continue;
+            }
+            let slot = queue.remove(i)?;
+            if slot.woken.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            slot.reserved.store(true, Ordering::Release);
+            reservation = slot
+                .handoff
+                .lock()
+                .expect("slot lock")
+                .take()
+                .map(|(worker, sender)| Reservation { worker, sender });
+            break;
+        }
+        if queue.is_empty() {
+            queues.remove(&key);
+        }
+        reservation
+    }
+
+    /// True when the last claims found every one of `operations` empty and nothing said
+    /// otherwise since: a new poll need not look.
+    pub fn known_empty(&self, operations: &[String]) -> bool {
+        let empty = self.empty.lock().expect("dispatcher lock");
+        operations.iter().all(|o| empty.operations.contains(o))
+    }
+
+    /// Remembers that a claim begun at `epoch` found nothing more for `operations`, unless a
+    /// notification came since.
+    pub fn mark_empty(&self, operations: &[String], epoch: u64) {
+        let mut empty = self.empty.lock().expect("dispatcher lock");
+        if empty.epoch == epoch {
+            empty.operations.extend(operations.iter().cloned());
+        }
+    }
+
+    /// `operation` may have ready jobs again.
+    fn not_empty(&self, operation: &str) {
+        let mut empty = self.empty.lock().expect("dispatcher lock");
+        empty.epoch += 1;
+        empty.operations.remove(operation);
+    }
+
+    /// Jobs leased to pollers that left before taking them, for the service to release; the
+    /// first caller gets them.
+    pub fn take_orphans(&self) -> Option<mpsc::UnboundedReceiver<LeasedJob>> {
+        self.orphans_rx.lock().expect("dispatcher lock").take()
+    }
+
+    /// Sends a job whose poller has gone back to be released.
+    pub fn orphan(&self, job: LeasedJob) {
+        let _ = self.orphans.send(job);
+    }
+
     /// Registers a waiter for a workflow to stop running.
     pub fn watch_workflow(self: &Arc<Self>, id: Uuid) -> Waiter {
         self.enqueue(vec![Key::Workflow(id)])
     }
 
     fn enqueue(self: &Arc<Self>, keys: Vec<Key>) -> Waiter {
+        let epoch = self.empty.lock().expect("dispatcher lock").epoch;
         let slot = Arc::new(Slot::default());
         let mut queues = self.queues.lock().expect("dispatcher lock");
         for key in &keys {
@@ -119,6 +324,8 @@ impl Dispatcher {
             slot,
             keys,
             dispatcher: self.clone(),
+            job: None,
+            epoch,
         }
     }
 
@@ -169,14 +376,13 @@ impl Dispatcher {
                 count,
             } => {
                 let delay = (available_at - Utc::now()).to_std().unwrap_or_default();
-                let key = Key::Operation(operation);
                 if delay.is_zero() {
-                    self.wake_many(&key, count);
+                    self.ready(&operation, count);
                 } else {
                     let me = self.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
-                        me.wake_many(&key, count);
+                        me.ready(&operation, count);
                     });
                 }
             }
@@ -185,13 +391,21 @@ impl Dispatcher {
         }
     }
 
-    fn wake_many(&self, key: &Key, count: u32) {
+    /// `count` jobs of `operation` are ready: wake as many pollers.
+    fn ready(&self, operation: &str, count: u32) {
+        self.not_empty(operation);
+        let key = Key::Operation(operation.to_owned());
         for _ in 0..count {
-            self.wake(key);
+            self.wake(&key);
         }
     }
 
     fn wake_everyone(&self) {
+        {
+            let mut empty = self.empty.lock().expect("dispatcher lock");
+            empty.epoch += 1;
+            empty.operations.clear();
+        }
         let keys: Vec<Key> = self
             .queues
             .lock()
@@ -256,7 +470,11 @@ impl Dispatcher {
             Err(e) => Err(e.into()),
         };
         match ready {
-            Ok(ready) => self.wake_ops(&ready),
+            Ok(ready) => {
+                for operation in ready {
+                    self.ready(&operation, 1);
+                }
+            }
             Err(error) => tracing::warn!(%error, "re-check for ready jobs failed"),
         }
     }

@@ -8,14 +8,18 @@ use chrono::{DateTime, Utc};
 use rondo_engine::model::{LABEL_ERROR, LABEL_TIMEOUT};
 use rondo_engine::{EngineError, Graph, advance};
 use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::step::{Applied, Apply, Eager};
+use super::dispatch::Wake;
+use super::step::{Applied, Apply, Eager, Target};
 use super::workflows::position_of;
+use super::complete::Pending;
 use super::{Outbox, Service, ServiceError};
 use crate::store::GenericClient;
 use crate::store::events::{self, EventKind, NewEvent};
-use crate::store::jobs::{self, JobEnd, JobState, JobWithWorkflow, LockedJob};
+use crate::store::batch::JobEnd;
+use crate::store::jobs::{self, JobState, JobWithWorkflow, LockedJob};
 use crate::store::listen::Notice;
 use crate::store::workflows::WorkflowStatus;
 
@@ -94,47 +98,66 @@ impl Service {
         let max_jobs = i64::from(req.max_jobs.clamp(1, MAX_JOBS_PER_POLL));
         let started = tokio::time::Instant::now();
         let deadline = started + req.wait.min(self.limits.max_poll_wait);
+        let mut woken = false;
         loop {
-            let waiter = self.dispatch().register(&req.operations);
-            let claimed = {
-                let client = self.pool().get().await?;
-                self.metrics().claim_query();
-                jobs::claim(&client, &req.operations, max_jobs, &req.worker).await?
-            };
-            if !claimed.is_empty() {
-                if claimed.len() as i64 == max_jobs {
+            let mut waiter = self.dispatch().register(&req.operations);
+            if woken || !self.dispatch().known_empty(&req.operations) {
+                let claimed = {
+                    let client = self.pool().get().await?;
+                    self.metrics().claim_query();
+                    jobs::claim(&client, &req.operations, max_jobs, &req.worker).await?
+                };
+                if (claimed.len() as i64) < max_jobs {
+                    self.dispatch()
+                        .mark_empty(&req.operations, waiter.epoch());
+                } else {
                     // A full batch may leave more behind: pass the wake-up on.
                     self.dispatch().wake_ops(&req.operations);
                 }
-                self.metrics().poll_wait(started.elapsed());
-                for c in &claimed {
-                    if let Some(op) = &c.job.operation {
-                        self.metrics().job_leased(op);
+                if !claimed.is_empty() {
+                    self.metrics().poll_wait(started.elapsed());
+                    let mut leased = Vec::with_capacity(claimed.len());
+                    for c in claimed {
+                        if let Some(op) = &c.job.operation {
+                            self.metrics().job_leased(op);
+                        }
+                        let (graph, _) = {
+                            let client = self.pool().get().await?;
+                            self.graph(&client, &c.graph_name, c.graph_version).await?
+                        };
+                        leased.push(self.leased_job(&graph, c)?);
                     }
+                    return Ok(leased);
                 }
-                let mut leased = Vec::with_capacity(claimed.len());
-                let client = self.pool().get().await?;
-                for c in claimed {
-                    leased.push(self.leased(&client, c).await?);
-                }
-                return Ok(leased);
             }
-            if tokio::time::Instant::now() >= deadline || !waiter.wait_until(deadline).await {
+            if tokio::time::Instant::now() >= deadline {
                 self.metrics().poll_wait(started.elapsed());
                 return Ok(Vec::new());
             }
-            self.metrics().poller_woken();
+            waiter.arm(&req.worker);
+            match waiter.wait_for_job(deadline).await {
+                Wake::Job(job) => {
+                    self.metrics().poll_wait(started.elapsed());
+                    return Ok(vec![*job]);
+                }
+                Wake::Woken => {
+                    self.metrics().poller_woken();
+                    woken = true;
+                }
+                Wake::TimedOut => {
+                    self.metrics().poll_wait(started.elapsed());
+                    return Ok(Vec::new());
+                }
+            }
         }
     }
 
-    async fn leased(
+    /// A leased job with what its worker needs from the node.
+    pub(crate) fn leased_job(
         &self,
-        client: &impl GenericClient,
+        graph: &Graph,
         claimed: JobWithWorkflow,
     ) -> Result<LeasedJob, ServiceError> {
-        let (graph, _) = self
-            .graph(client, &claimed.graph_name, claimed.graph_version)
-            .await?;
         let node = graph.node(&claimed.job.node).ok_or_else(|| {
             ServiceError::Internal(format!(
                 "job {} at unknown node `{}`",
@@ -150,6 +173,30 @@ impl Service {
                 .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)))),
             claimed,
         })
+    }
+
+    /// Releases, until shutdown, the jobs leased to pollers that left before taking them.
+    pub async fn release_orphans(self, shutdown: CancellationToken) {
+        let Some(mut orphans) = self.dispatch().take_orphans() else {
+            return;
+        };
+        loop {
+            let job = tokio::select! {
+                () = shutdown.cancelled() => return,
+                job = orphans.recv() => match job {
+                    Some(job) => job,
+                    None => return,
+                },
+            };
+            let id = job.claimed.job.id;
+            let token = job.claimed.job.lease_token.map(|t| t.to_string()).unwrap_or_default();
+            if let Err(error) = self
+                .release_job(id, &token, "the poller it was handed to had gone")
+                .await
+            {
+                tracing::warn!(job = id, %error, "could not release a job whose poller had gone");
+            }
+        }
     }
 
     /// Extends a lease and records progress.
@@ -230,7 +277,9 @@ impl Service {
             available_at: Utc::now(),
             count: 1,
         };
-        self.commit(tx, vec![ready]).await?;
+        let mut outbox = Outbox::new();
+        outbox.push(ready);
+        self.commit(tx, outbox).await?;
         Ok(())
     }
 
@@ -253,8 +302,10 @@ impl Service {
         })
     }
 
-    /// A worker ends its job: verifies the lease and the label, then advances the workflow in
-    /// one transaction. An identical repeat succeeds with no new effect.
+    /// A worker ends its job: verifies the lease and the label, then advances the workflow.
+    /// Completions arriving together are applied in one transaction (see `complete`); each
+    /// is answered after that transaction commits. An identical repeat succeeds with no new
+    /// effect.
     pub async fn complete_job(
         &self,
         job_id: i64,
@@ -263,19 +314,39 @@ impl Service {
         next_operations: &[String],
     ) -> Result<Completed, ServiceError> {
         let token = parse_token(token)?;
-        let (label, output) = match &completion {
-            Completion::Label { label, output } => {
-                (label.as_str(), self.parse_object("output", output)?)
-            }
-            Completion::Failure { .. } => (LABEL_ERROR, Map::new()),
+        let output = match &completion {
+            Completion::Label { output, .. } => Value::Object(self.parse_object("output", output)?),
+            Completion::Failure { .. } => Value::Object(Map::new()),
         };
-        let output = Value::Object(output);
-        let mut client = self.pool().get().await?;
-        let tx = client.transaction().await?;
-        let locked = jobs::lock_with_workflow(&tx, job_id)
-            .await?
-            .ok_or_else(|| job_not_found(job_id))?;
-        let LockedJob { job, workflow, now } = &locked;
+        self.complete_queued(job_id, token, completion, output, next_operations)
+            .await
+    }
+
+    /// Applies one completion to its locked job inside a batch's transaction: the step's
+    /// writes go to `step`, a late result's record to `batch` (kept even though the
+    /// completion is refused).
+    pub(crate) async fn complete_locked(
+        &self,
+        tx: &impl GenericClient,
+        pending: &Pending,
+        locked: &LockedJob,
+        batch: &mut Outbox,
+        step: &mut Outbox,
+    ) -> Result<Completed, ServiceError> {
+        let Pending {
+            job_id,
+            token,
+            completion,
+            output,
+            next_operations,
+            ..
+        } = pending;
+        let (job_id, token) = (*job_id, *token);
+        let label = match completion {
+            Completion::Label { label, .. } => label.as_str(),
+            Completion::Failure { .. } => LABEL_ERROR,
+        };
+        let LockedJob { job, workflow, now } = locked;
         let worker = job.worker.clone().unwrap_or_else(|| "worker".into());
         let live = job.state == JobState::Active && job.lease_token == Some(token);
         if !live || job.lease_expires_at.is_some_and(|t| t <= *now) {
@@ -285,12 +356,12 @@ impl Service {
                     if job.lease_token == Some(token)
                         && job.ended_by.as_deref() == Some(&worker) =>
                 {
-                    if job.label.as_deref() == Some(label) && job.output.as_ref() == Some(&output) {
+                    if job.label.as_deref() == Some(label) && job.output.as_ref() == Some(output) {
                         // The first answer may have been lost with its eager job: hand that
                         // job over again rather than leave it to time out.
                         let next_job = match workflow.current_job_id {
                             Some(id) if id != job_id && !next_operations.is_empty() => {
-                                self.eager_again(&tx, id, &worker, next_operations).await?
+                                self.eager_again(tx, id, &worker, next_operations).await?
                             }
                             _ => None,
                         };
@@ -323,19 +394,18 @@ impl Service {
                     data: Some(json!({ "output": output, "worker": worker })),
                     ..NewEvent::new(EventKind::LateResult, worker.as_str())
                 };
-                events::append(&tx, job.workflow_id, &[late]).await?;
-                tx.commit().await?;
+                batch.writes.append(job.workflow_id, [late]);
             }
             return Err(refusal);
         }
-        let graph = self.graph_of(&tx, workflow).await?;
-        let (message, must_be_offered) = match &completion {
+        let graph = self.graph_of(tx, workflow).await?;
+        let (message, must_be_offered) = match completion {
             Completion::Failure { message } => (Some(message.clone()), false),
             Completion::Label { .. } => (None, true),
         };
         let end = EndJob {
             label,
-            output: &output,
+            output,
             actor: &worker,
             message,
             must_be_offered,
@@ -344,23 +414,12 @@ impl Service {
                 operations: next_operations,
             }),
         };
-        let mut outbox = Outbox::new();
-        let applied = self
-            .end_and_advance(&tx, &locked, &graph, end, &mut outbox)
-            .await?;
-        self.commit(tx, outbox).await?;
-        let next_job = match applied.job_id.filter(|_| applied.leased) {
-            Some(id) => match jobs::get_with_workflow(&client, id).await? {
-                Some(job) => Some(self.leased(&client, job).await?),
-                None => None,
-            },
-            None => None,
-        };
+        let applied = self.end_and_advance(tx, locked, &graph, end, step).await?;
         Ok(Completed {
             duplicate: false,
             status: applied.status,
             node: applied.node,
-            next_job,
+            next_job: None,
         })
     }
 
@@ -385,7 +444,10 @@ impl Service {
         if !held {
             return Ok(None);
         }
-        Ok(Some(self.leased(client, job).await?))
+        let (graph, _) = self
+            .graph(client, &job.graph_name, job.graph_version)
+            .await?;
+        Ok(Some(self.leased_job(&graph, job)?))
     }
 
     /// The engine times out an expired lease (or a human node's clock). Returns false when the
@@ -467,17 +529,13 @@ impl Service {
             }
         }
         self.check_size("vars", &vars)?;
-        jobs::end(
-            tx,
-            &JobEnd {
-                id: job.id,
-                state: JobState::Completed,
-                label: Some(end.label),
-                output: Some(end.output),
-                ended_by: end.actor,
-            },
-        )
-        .await?;
+        outbox.writes.end_job(JobEnd {
+            id: job.id,
+            state: JobState::Completed,
+            label: Some(end.label.to_owned()),
+            output: Some(end.output.clone()),
+            ended_by: end.actor.to_owned(),
+        });
         let kind = if end.label == LABEL_TIMEOUT && !end.must_be_offered {
             EventKind::JobTimedOut
         } else {
@@ -494,7 +552,7 @@ impl Service {
             ..NewEvent::new(kind, end.actor)
         };
         let apply = Apply {
-            workflow_id: workflow.id,
+            workflow: Target::of(workflow),
             graph,
             step,
             vars: &vars,
@@ -539,7 +597,7 @@ fn parse_token(token: &str) -> Result<Uuid, ServiceError> {
     })
 }
 
-fn job_not_found(job_id: i64) -> ServiceError {
+pub(crate) fn job_not_found(job_id: i64) -> ServiceError {
     ServiceError::NotFound(format!("job {job_id} not found"))
 }
 

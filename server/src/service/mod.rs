@@ -2,6 +2,7 @@
 //! what happens, and apply its answer through the store. Rule: no SQL here and no transport
 //! types; errors are [`ServiceError`], turned into gRPC statuses once, in `api/`.
 
+pub mod complete;
 pub mod dispatch;
 pub mod graphs;
 pub mod inbox;
@@ -11,8 +12,8 @@ pub mod step;
 pub mod sweeper;
 pub mod workflows;
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rondo_engine::{Graph, GraphDef, Problem};
@@ -22,7 +23,10 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 use crate::store::listen::Notice;
+use crate::store::batch::{self, Writes};
+use crate::store::jobs::{JobRecord, JobWithWorkflow};
 use crate::store::{self, Pool, StoreError};
+use jobs::LeasedJob;
 
 pub use dispatch::Dispatcher;
 
@@ -82,8 +86,57 @@ impl From<StoreError> for ServiceError {
     }
 }
 
-/// Notifications a transaction produced; sent by [`Service::commit`] once it has committed.
-pub(crate) type Outbox = Vec<Notice>;
+/// What a transaction writes and announces: the writes its steps gathered (sent in a few
+/// array statements just before the commit), and the notifications and leased jobs that
+/// [`Service::commit`] hands out once it has committed.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    /// Writes not yet sent.
+    pub writes: Writes,
+    /// Notifications for waiting pollers and watchers, here and on other servers.
+    pub notices: Vec<Notice>,
+    /// Jobs leased inside the transaction, delivered after it commits.
+    pub leases: Vec<Lease>,
+}
+
+impl Outbox {
+    /// Nothing yet.
+    pub fn new() -> Self {
+        Outbox::default()
+    }
+
+    /// Adds a notification.
+    pub fn push(&mut self, notice: Notice) {
+        self.notices.push(notice);
+    }
+
+    /// Takes over another outbox, after this one's contents.
+    pub fn extend(&mut self, other: Outbox) {
+        self.writes.extend(other.writes);
+        self.notices.extend(other.notices);
+        self.leases.extend(other.leases);
+    }
+}
+
+/// A job leased inside a transaction, with what its worker needs, and who gets it.
+pub(crate) struct Lease {
+    /// The job.
+    pub job_id: i64,
+    /// Its workflow's graph.
+    pub graph: Arc<Graph>,
+    /// Graph name and version, vars and input of its workflow after the step.
+    pub context: (String, i32, Value, Value),
+    /// Who gets it.
+    pub to: Recipient,
+}
+
+/// Who a job leased inside a transaction goes to.
+pub(crate) enum Recipient {
+    /// The caller, in its answer (eager dispatch on completion).
+    Caller,
+    /// A poller waiting on this server.
+    Poller(dispatch::Reservation),
+}
 
 /// Validated graphs by (name, version).
 type GraphCache = HashMap<(String, i32), Arc<Graph>>;
@@ -115,6 +168,11 @@ pub struct Service {
     /// Sends notifications after commit, batched on a connection of its own: a NOTIFY inside
     /// the step's transaction would serialize every commit on PostgreSQL's notify lock.
     notifier: mpsc::UnboundedSender<Notice>,
+    /// Job ids taken from the sequence ahead of need, so a step knows its job's id before
+    /// writing anything.
+    job_ids: Arc<Mutex<VecDeque<i64>>>,
+    /// Completions waiting to be applied together.
+    completions: Arc<complete::Completions>,
 }
 
 impl Service {
@@ -133,23 +191,64 @@ impl Service {
             dispatch,
             metrics,
             notifier,
+            job_ids: Arc::default(),
+            completions: Arc::default(),
         }
     }
 
-    /// Commits a transaction, then wakes this server's own waiters in memory and hands the
-    /// notifications to the notifier for the other servers. A notification lost after the
-    /// commit only delays a wake-up until the dispatcher's periodic re-check.
+    /// Sends the gathered writes and commits, then wakes this server's own waiters in memory,
+    /// hands the notifications to the notifier for the other servers, and delivers the jobs
+    /// leased to waiting pollers. Returns the jobs leased to the caller. A notification lost
+    /// after the commit only delays a wake-up until the dispatcher's periodic re-check.
     pub(crate) async fn commit(
         &self,
         tx: store::Transaction<'_>,
         outbox: Outbox,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<Vec<LeasedJob>, ServiceError> {
+        let created = outbox.writes.flush(&tx).await?;
         tx.commit().await?;
-        for notice in outbox {
+        for notice in outbox.notices {
             self.dispatch.deliver(notice.clone());
             let _ = self.notifier.send(notice);
         }
-        Ok(())
+        let mut mine = Vec::new();
+        for lease in outbox.leases {
+            let Some(job) = created.iter().find(|j| j.id == lease.job_id) else {
+                return Err(ServiceError::Internal(format!(
+                    "leased job {} was not created",
+                    lease.job_id
+                )));
+            };
+            let leased = self.leased_job(&lease.graph, with_context(job.clone(), lease.context))?;
+            if let Some(op) = &job.operation {
+                self.metrics.job_leased(op);
+            }
+            match lease.to {
+                Recipient::Caller => mine.push(leased),
+                Recipient::Poller(reservation) => {
+                    if let Err(job) = reservation.deliver(leased) {
+                        self.dispatch.orphan(*job);
+                    }
+                }
+            }
+        }
+        Ok(mine)
+    }
+
+    /// The next job id, from the ids taken ahead.
+    pub(crate) async fn next_job_id(
+        &self,
+        client: &impl store::GenericClient,
+    ) -> Result<i64, ServiceError> {
+        if let Some(id) = self.job_ids.lock().expect("job ids lock").pop_front() {
+            return Ok(id);
+        }
+        let mut ids: VecDeque<i64> = batch::next_job_ids(client, JOB_IDS_AHEAD).await?.into();
+        let id = ids.pop_front().ok_or_else(|| {
+            ServiceError::Internal("the job id sequence returned no ids".into())
+        })?;
+        self.job_ids.lock().expect("job ids lock").extend(ids);
+        Ok(id)
     }
 
     /// The connection pool.
@@ -274,6 +373,20 @@ fn json_kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+/// Job ids taken from the sequence at a time: one query per this many steps.
+const JOB_IDS_AHEAD: i32 = 100;
+
+/// A created job with its workflow's graph, vars and input.
+fn with_context(job: JobRecord, (graph_name, graph_version, vars, input): (String, i32, Value, Value)) -> JobWithWorkflow {
+    JobWithWorkflow {
+        job,
+        graph_name,
+        graph_version,
+        vars,
+        input,
     }
 }
 

@@ -210,7 +210,7 @@ impl Service {
             let id = due.schedule.id.clone();
             let mut outbox = Outbox::new();
             let result = match self.handle_tick(&tx, due, &mut outbox).await {
-                Ok(()) => self.commit(tx, outbox).await,
+                Ok(()) => self.commit(tx, outbox).await.map(drop),
                 Err(e) => Err(e),
             };
             match result {

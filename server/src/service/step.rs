@@ -3,26 +3,54 @@
 //! workflow (completion, failure, timeout, operator action, deadline, delayed start) ends here,
 //! so they all keep the same invariants.
 
+use std::sync::Arc;
+
+use chrono::Utc;
 use rondo_engine::advance::RetryNote;
 use rondo_engine::model::NodeDef;
 use rondo_engine::{Graph, Next, Step};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::Outbox;
+use super::{Lease, Outbox, Recipient};
 use super::{Service, ServiceError, millis, to_i32};
 use crate::store::GenericClient;
+use crate::store::batch::{NewJob, WorkflowUpdate};
 use crate::store::events::{EventKind, NewEvent};
-use crate::store::jobs::{self, NewJob};
 use crate::store::listen::Notice;
-use crate::store::workflows::{self, WorkflowStatus, WorkflowUpdate};
+use crate::store::workflows::{WorkflowRecord, WorkflowStatus};
+
+/// The workflow a step applies to, with what a worker leased its next job needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    /// Workflow id.
+    pub id: Uuid,
+    /// Graph name.
+    pub graph_name: &'a str,
+    /// Graph version.
+    pub graph_version: i32,
+    /// The workflow's input.
+    pub input: &'a Value,
+}
+
+impl<'a> Target<'a> {
+    /// The target of a stored workflow.
+    pub fn of(workflow: &'a WorkflowRecord) -> Self {
+        Target {
+            id: workflow.id,
+            graph_name: &workflow.graph_name,
+            graph_version: workflow.graph_version,
+            input: &workflow.input,
+        }
+    }
+}
 
 /// Everything needed to apply one step to one (locked) workflow.
 pub(crate) struct Apply<'a> {
     /// The workflow.
-    pub workflow_id: Uuid,
+    pub workflow: Target<'a>,
     /// Its graph.
-    pub graph: &'a Graph,
+    pub graph: &'a Arc<Graph>,
     /// What the engine decided.
     pub step: Step,
     /// The workflow's vars after the step.
@@ -57,15 +85,13 @@ pub struct Applied {
     pub status: WorkflowStatus,
     /// Node it is at (None once completed).
     pub node: Option<String>,
-    /// The job created, if any.
-    pub job_id: Option<i64>,
-    /// True when that job was leased at once to the eager worker.
-    pub leased: bool,
 }
 
 impl Service {
     /// Applies a step; the caller holds the workflow's row lock, and commits afterwards with
-    /// [`Service::commit`], which sends the notifications collected in `outbox`.
+    /// [`Service::commit`], which sends the writes, notifications and leases gathered in
+    /// `outbox`. A job available at once goes to the eager worker if it runs the operation,
+    /// else to a poller waiting here, else to the queue with a notification.
     pub(crate) async fn apply(
         &self,
         tx: &impl GenericClient,
@@ -73,7 +99,7 @@ impl Service {
         outbox: &mut Outbox,
     ) -> Result<Applied, ServiceError> {
         let Apply {
-            workflow_id,
+            workflow,
             graph,
             step,
             vars,
@@ -102,16 +128,17 @@ impl Service {
             }),
             None => {}
         }
+        let workflow_id = workflow.id;
         let streaks = serde_json::to_value(&step.position.streaks)
             .map_err(|e| ServiceError::Internal(format!("encoding streaks: {e}")))?;
         let step_count = to_i32(step.position.step_count);
         let mut update = WorkflowUpdate {
             id: workflow_id,
             status: WorkflowStatus::Running,
-            current_node: Some(&step.position.node),
-            vars,
+            current_node: Some(step.position.node.clone()),
+            vars: vars.clone(),
             step_count,
-            streaks: &streaks,
+            streaks,
             outcome: None,
             incident: None,
             current_job_id: None,
@@ -126,34 +153,40 @@ impl Service {
                     Some(key) if entry.same_key => key.to_owned(),
                     _ => format!("{workflow_id}:{}:{step_count}", entry.node),
                 };
-                let lease_to = eager
-                    .filter(|e| {
-                        entry.delay.is_zero()
-                            && node
-                                .operation
-                                .as_ref()
-                                .is_some_and(|op| e.operations.contains(op))
-                    })
-                    .map(|e| e.worker);
+                let operation = node.operation.as_ref().filter(|_| entry.delay.is_zero());
+                let lease_to = operation.and_then(|op| {
+                    match eager.filter(|e| e.operations.contains(op)) {
+                        Some(e) => Some((e.worker.to_owned(), Recipient::Caller)),
+                        None => self
+                            .dispatch()
+                            .reserve(op)
+                            .map(|r| (r.worker().to_owned(), Recipient::Poller(r))),
+                    }
+                });
+                let job_id = self.next_job_id(tx).await?;
+                let attempt = to_i32(entry.attempt);
                 let job = NewJob {
+                    id: job_id,
                     workflow_id,
-                    node: &entry.node,
-                    operation: node.operation.as_deref(),
-                    attempt: to_i32(entry.attempt),
-                    idempotency_key: &key,
-                    from_node: from,
+                    node: entry.node.clone(),
+                    operation: node.operation.clone(),
+                    attempt,
+                    idempotency_key: key.clone(),
+                    from_node: from.map(str::to_owned),
                     delay_ms: millis(entry.delay),
                     timeout_ms: self.timeout_ms(node),
                     heartbeat_ms: node.heartbeat.map(millis),
-                    lease_to,
+                    lease: lease_to
+                        .as_ref()
+                        .map(|(worker, _)| (worker.clone(), Uuid::new_v4())),
                 };
-                let (job_id, available_at) = jobs::insert(tx, &job).await?;
+                outbox.writes.insert_job(job);
                 if let Some(operation) = &node.operation {
                     self.metrics().job_created(operation);
                     if lease_to.is_none() {
                         outbox.push(Notice::JobReady {
                             operation: operation.clone(),
-                            available_at,
+                            available_at: Utc::now() + entry.delay,
                             count: 1,
                         });
                     }
@@ -161,7 +194,7 @@ impl Service {
                 events.push(NewEvent {
                     node: Some(entry.node.clone()),
                     job_id: Some(job_id),
-                    attempt: Some(job.attempt),
+                    attempt: Some(attempt),
                     data: Some(json!({
                         "from": from,
                         "delay_ms": millis(entry.delay),
@@ -169,27 +202,40 @@ impl Service {
                     })),
                     ..NewEvent::new(EventKind::NodeEntered, actor)
                 });
-                if let Some(worker) = lease_to {
+                if let Some((worker, to)) = lease_to {
+                    let how = match to {
+                        Recipient::Caller => "leased with the previous step's completion",
+                        Recipient::Poller(_) => "handed to a waiting poller",
+                    };
                     events.push(NewEvent {
                         node: Some(entry.node.clone()),
                         job_id: Some(job_id),
-                        attempt: Some(job.attempt),
-                        message: Some("leased with the previous step's completion".into()),
+                        attempt: Some(attempt),
+                        message: Some(how.into()),
                         ..NewEvent::new(EventKind::JobLeased, worker)
+                    });
+                    outbox.leases.push(Lease {
+                        job_id,
+                        graph: Arc::clone(graph),
+                        context: (
+                            workflow.graph_name.to_owned(),
+                            workflow.graph_version,
+                            vars.clone(),
+                            workflow.input.clone(),
+                        ),
+                        to,
                     });
                 }
                 update.current_job_id = Some(job_id);
                 Applied {
                     status: WorkflowStatus::Running,
                     node: Some(entry.node.clone()),
-                    job_id: Some(job_id),
-                    leased: lease_to.is_some(),
                 }
             }
             Next::Complete { outcome } => {
                 update.status = WorkflowStatus::Completed;
                 update.current_node = None;
-                update.outcome = Some(outcome);
+                update.outcome = Some(outcome.clone());
                 events.push(NewEvent {
                     label: Some(outcome.clone()),
                     message: Some(format!("completed with `{outcome}`")),
@@ -199,17 +245,15 @@ impl Service {
                 Applied {
                     status: WorkflowStatus::Completed,
                     node: None,
-                    job_id: None,
-                    leased: false,
                 }
             }
             Next::Stuck(incident) => {
                 update.status = WorkflowStatus::Stuck;
                 update.incident = Some((
-                    incident.reason.as_str(),
-                    &incident.message,
-                    &incident.node,
-                    incident.label.as_deref(),
+                    incident.reason.as_str().to_owned(),
+                    incident.message.clone(),
+                    incident.node.clone(),
+                    incident.label.clone(),
                 ));
                 events.push(NewEvent {
                     node: Some(incident.node.clone()),
@@ -222,13 +266,11 @@ impl Service {
                 Applied {
                     status: WorkflowStatus::Stuck,
                     node: Some(step.position.node.clone()),
-                    job_id: None,
-                    leased: false,
                 }
             }
         };
-        workflows::update(tx, &update).await?;
-        crate::store::events::append(tx, workflow_id, &events).await?;
+        outbox.writes.update_workflow(update);
+        outbox.writes.append(workflow_id, events);
         Ok(applied)
     }
 

@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::step::Apply;
+use super::step::{Apply, Target};
 use super::workflows::{not_found, position_of};
 use super::{Outbox, Service, ServiceError};
 use crate::store::events::{EventKind, NewEvent};
@@ -76,8 +76,15 @@ impl Service {
             return Ok(false);
         }
         let graph = self.graph_of(&tx, &wf).await?;
+        let mut outbox = Outbox::new();
         let mut log = self
-            .cancel_open_job(&tx, &wf, "engine", "the workflow's deadline passed")
+            .cancel_open_job(
+                &tx,
+                &wf,
+                "engine",
+                "the workflow's deadline passed",
+                &mut outbox,
+            )
             .await?;
         log.push(NewEvent {
             node: wf.current_node.clone(),
@@ -87,7 +94,7 @@ impl Service {
         });
         let step = advance::deadline_passed(&graph, &position_of(&wf));
         let apply = Apply {
-            workflow_id: id,
+            workflow: Target::of(&wf),
             graph: &graph,
             step,
             vars: &wf.vars,
@@ -98,7 +105,6 @@ impl Service {
             clear_deadline: true,
             eager: None,
         };
-        let mut outbox = Outbox::new();
         self.apply(&tx, apply, &mut outbox).await?;
         self.commit(tx, outbox).await?;
         Ok(true)
@@ -116,7 +122,7 @@ impl Service {
         }
         let graph = self.graph_of(&tx, &wf).await?;
         let apply = Apply {
-            workflow_id: id,
+            workflow: Target::of(&wf),
             graph: &graph,
             step: advance::start(&graph),
             vars: &wf.vars,

@@ -9,11 +9,12 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::step::Apply;
+use super::step::{Apply, Target};
 use super::{Outbox, Service, ServiceError, millis};
 use crate::store::GenericClient;
 use crate::store::events::{self, EventKind, EventRecord, NewEvent};
-use crate::store::jobs::{self, JobEnd, JobRecord, JobState};
+use crate::store::batch::JobEnd;
+use crate::store::jobs::{self, JobRecord, JobState};
 use crate::store::listen::Notice;
 use crate::store::workflows::{self, ListFilter, NewWorkflow, WorkflowRecord, WorkflowStatus};
 
@@ -193,7 +194,12 @@ impl Service {
         };
         if status == WorkflowStatus::Running {
             let apply = Apply {
-                workflow_id: id,
+                workflow: Target {
+                    id,
+                    graph_name: new.graph,
+                    graph_version: version,
+                    input: new.input,
+                },
                 graph: &graph,
                 step: advance::start(&graph),
                 vars: new.input,
@@ -330,15 +336,19 @@ impl Service {
             }
             WorkflowStatus::Pending | WorkflowStatus::Running | WorkflowStatus::Stuck => {}
         }
-        let mut log = self.cancel_open_job(&tx, &wf, &actor, reason).await?;
+        let mut outbox = Outbox::new();
+        let mut log = self
+            .cancel_open_job(&tx, &wf, &actor, reason, &mut outbox)
+            .await?;
         log.push(NewEvent {
             node: wf.current_node.clone(),
             message: Some(non_empty(reason, "cancelled")),
             ..NewEvent::new(EventKind::WorkflowCancelled, actor.as_str())
         });
         workflows::cancel(&tx, id).await?;
-        events::append(&tx, id, &log).await?;
-        self.commit(tx, vec![Notice::WorkflowChanged(id)]).await?;
+        outbox.writes.append(id, log);
+        outbox.push(Notice::WorkflowChanged(id));
+        self.commit(tx, outbox).await?;
         drop(client);
         self.get_workflow(id).await
     }
@@ -431,8 +441,9 @@ impl Service {
             Some(job_id) => jobs::get(&tx, job_id).await?.map(|j| j.idempotency_key),
             None => None,
         };
+        let mut outbox = Outbox::new();
         let mut log = self
-            .cancel_open_job(&tx, &wf, &actor, &action.reason)
+            .cancel_open_job(&tx, &wf, &actor, &action.reason, &mut outbox)
             .await?;
         let target = match &step.next {
             rondo_engine::Next::Enter(e) => e.node.clone(),
@@ -445,7 +456,7 @@ impl Service {
             ..NewEvent::new(kind, actor.as_str())
         });
         let apply = Apply {
-            workflow_id: id,
+            workflow: Target::of(&wf),
             graph: &graph,
             step,
             vars: &wf.vars,
@@ -456,7 +467,6 @@ impl Service {
             clear_deadline: false,
             eager: None,
         };
-        let mut outbox = Outbox::new();
         self.apply(&tx, apply, &mut outbox).await?;
         self.commit(tx, outbox).await?;
         drop(client);
@@ -470,6 +480,7 @@ impl Service {
         wf: &WorkflowRecord,
         actor: &str,
         reason: &str,
+        outbox: &mut Outbox,
     ) -> Result<Vec<NewEvent>, ServiceError> {
         let Some(job_id) = wf.current_job_id else {
             return Ok(Vec::new());
@@ -480,17 +491,13 @@ impl Service {
         if !matches!(job.state, JobState::Ready | JobState::Active) {
             return Ok(Vec::new());
         }
-        jobs::end(
-            tx,
-            &JobEnd {
-                id: job.id,
-                state: JobState::Cancelled,
-                label: None,
-                output: None,
-                ended_by: actor,
-            },
-        )
-        .await?;
+        outbox.writes.end_job(JobEnd {
+            id: job.id,
+            state: JobState::Cancelled,
+            label: None,
+            output: None,
+            ended_by: actor.to_owned(),
+        });
         Ok(vec![NewEvent {
             node: Some(job.node.clone()),
             job_id: Some(job.id),

@@ -133,46 +133,14 @@ pub struct EventRecord {
     pub event: NewEvent,
 }
 
-const INSERT_MANY: &str = "INSERT INTO events (workflow_id, kind, node, label, job_id, attempt, \
-     actor, message, data) \
-     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::int[], \
-       $7::text[], $8::text[], $9::jsonb[])";
-
 /// Appends events to a workflow's history, in order, in one statement.
 pub async fn append(
     client: &impl GenericClient,
     workflow_id: Uuid,
     events: &[NewEvent],
 ) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    let nodes: Vec<Option<&str>> = events.iter().map(|e| e.node.as_deref()).collect();
-    let labels: Vec<Option<&str>> = events.iter().map(|e| e.label.as_deref()).collect();
-    let jobs: Vec<Option<i64>> = events.iter().map(|e| e.job_id).collect();
-    let attempts: Vec<Option<i32>> = events.iter().map(|e| e.attempt).collect();
-    let actors: Vec<&str> = events.iter().map(|e| e.actor.as_str()).collect();
-    let messages: Vec<Option<&str>> = events.iter().map(|e| e.message.as_deref()).collect();
-    let data: Vec<Option<&Value>> = events.iter().map(|e| e.data.as_ref()).collect();
-    let stmt = client.prepare_cached(INSERT_MANY).await?;
-    client
-        .execute(
-            &stmt,
-            &[
-                &workflow_id,
-                &kinds,
-                &nodes,
-                &labels,
-                &jobs,
-                &attempts,
-                &actors,
-                &messages,
-                &data,
-            ],
-        )
-        .await?;
-    Ok(())
+    let events: Vec<(Uuid, NewEvent)> = events.iter().map(|e| (workflow_id, e.clone())).collect();
+    super::batch::append_events(client, &events).await
 }
 
 const LIST: &str = "SELECT id, at, kind, node, label, job_id, attempt, actor, message, data \

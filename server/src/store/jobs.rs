@@ -98,6 +98,8 @@ macro_rules! job_columns {
     };
 }
 
+pub(crate) use job_columns;
+
 impl JobRecord {
     /// Reads a row selected with `job_columns!()`.
     pub fn from_row(row: &Row) -> Result<Self, StoreError> {
@@ -124,73 +126,6 @@ impl JobRecord {
             created_at: row.try_get("created_at")?,
         })
     }
-}
-
-/// A job to create.
-#[derive(Debug)]
-pub struct NewJob<'a> {
-    /// Workflow id.
-    pub workflow_id: Uuid,
-    /// Node.
-    pub node: &'a str,
-    /// Operation; None for a human node (the job goes straight to the inbox).
-    pub operation: Option<&'a str>,
-    /// Attempt number.
-    pub attempt: i32,
-    /// Idempotency key.
-    pub idempotency_key: &'a str,
-    /// Node the workflow came from.
-    pub from_node: Option<&'a str>,
-    /// Delay before it may be handed out, in milliseconds.
-    pub delay_ms: i64,
-    /// Lease length, or the human node's reminder clock.
-    pub timeout_ms: Option<i64>,
-    /// Required heartbeat interval.
-    pub heartbeat_ms: Option<i64>,
-    /// Worker to lease the job to at once (eager dispatch); None leaves it ready.
-    pub lease_to: Option<&'a str>,
-}
-
-const INSERT: &str = "INSERT INTO jobs AS j (workflow_id, node, operation, state, attempt, \
-       idempotency_key, from_node, available_at, timeout_ms, heartbeat_ms, worker, lease_token, \
-       leased_at, lease_expires_at) \
-     VALUES ($1, $2, $3, \
-       CASE WHEN $3::text IS NULL OR $10::text IS NOT NULL THEN 'active' ELSE 'ready' END, \
-       $4, $5, $6, now() + ($7::bigint * interval '1 millisecond'), $8, $9, $10, \
-       CASE WHEN $10::text IS NOT NULL THEN gen_random_uuid() END, \
-       CASE WHEN $10::text IS NOT NULL THEN now() END, \
-       CASE WHEN $3::text IS NULL THEN now() + $8::bigint * interval '1 millisecond' \
-            WHEN $10::text IS NOT NULL \
-            THEN now() + least(coalesce($9::bigint, $8::bigint), $8::bigint) * interval '1 millisecond' \
-       END) \
-     RETURNING id, available_at";
-
-/// Creates a job; returns its id and when it becomes available. A human node's job goes
-/// straight to the inbox and one with `lease_to` straight to that worker, both with their clock
-/// running.
-pub async fn insert(
-    client: &impl GenericClient,
-    job: &NewJob<'_>,
-) -> Result<(i64, DateTime<Utc>), StoreError> {
-    let stmt = client.prepare_cached(INSERT).await?;
-    let row = client
-        .query_one(
-            &stmt,
-            &[
-                &job.workflow_id,
-                &job.node,
-                &job.operation,
-                &job.attempt,
-                &job.idempotency_key,
-                &job.from_node,
-                &job.delay_ms,
-                &job.timeout_ms,
-                &job.heartbeat_ms,
-                &job.lease_to,
-            ],
-        )
-        .await?;
-    Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
 /// A job with what a worker or operator needs from its workflow.
@@ -347,56 +282,49 @@ pub async fn lock_with_workflow(
     id: i64,
 ) -> Result<Option<LockedJob>, StoreError> {
     let stmt = client.prepare_cached(LOCK_WITH_WORKFLOW).await?;
-    let Some(row) = client.query_opt(&stmt, &[&id]).await? else {
-        return Ok(None);
-    };
-    // The two column lists share names (`id`, `created_at`), so the workflow's half is read
-    // by position.
-    let job = JobRecord::from_row(&row)?;
-    let workflow = super::workflows::WorkflowRecord::from_row_offset(&row, JOB_COLUMN_COUNT)?;
-    let now = row.try_get(JOB_COLUMN_COUNT + WORKFLOW_COLUMN_COUNT)?;
-    Ok(Some(LockedJob { job, workflow, now }))
+    client
+        .query_opt(&stmt, &[&id])
+        .await?
+        .as_ref()
+        .map(LockedJob::from_row)
+        .transpose()
+}
+
+const LOCK_MANY: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    ", ",
+    super::workflows::workflow_columns!(),
+    ", now() FROM jobs j JOIN workflows w ON w.id = j.workflow_id WHERE j.id = ANY($1) \
+     ORDER BY w.id FOR UPDATE OF w"
+);
+
+/// Reads jobs and locks their workflows, in workflow id order so that two batches never wait
+/// for each other crosswise; jobs not found are left out.
+pub async fn lock_many(
+    client: &impl GenericClient,
+    ids: &[i64],
+) -> Result<Vec<LockedJob>, StoreError> {
+    let stmt = client.prepare_cached(LOCK_MANY).await?;
+    let rows = client.query(&stmt, &[&ids]).await?;
+    rows.iter().map(LockedJob::from_row).collect()
+}
+
+impl LockedJob {
+    fn from_row(row: &Row) -> Result<Self, StoreError> {
+        // The two column lists share names (`id`, `created_at`), so the workflow's half is
+        // read by position.
+        Ok(LockedJob {
+            job: JobRecord::from_row(row)?,
+            workflow: super::workflows::WorkflowRecord::from_row_offset(row, JOB_COLUMN_COUNT)?,
+            now: row.try_get(JOB_COLUMN_COUNT + WORKFLOW_COLUMN_COUNT)?,
+        })
+    }
 }
 
 /// Number of columns in `job_columns!()`.
 const JOB_COLUMN_COUNT: usize = 20;
 use super::workflows::WORKFLOW_COLUMN_COUNT;
-
-/// How a job ends.
-#[derive(Debug)]
-pub struct JobEnd<'a> {
-    /// Job id.
-    pub id: i64,
-    /// COMPLETED or CANCELLED.
-    pub state: JobState,
-    /// Label it ended with.
-    pub label: Option<&'a str>,
-    /// Output it ended with.
-    pub output: Option<&'a Value>,
-    /// Who ended it.
-    pub ended_by: &'a str,
-}
-
-const END: &str = "UPDATE jobs SET state = $2, label = $3, output = $4, ended_by = $5, \
-     ended_at = now() WHERE id = $1";
-
-/// Ends a job (the caller holds its workflow's lock).
-pub async fn end(client: &impl GenericClient, end: &JobEnd<'_>) -> Result<(), StoreError> {
-    let stmt = client.prepare_cached(END).await?;
-    client
-        .execute(
-            &stmt,
-            &[
-                &end.id,
-                &end.state.as_str(),
-                &end.label,
-                &end.output,
-                &end.ended_by,
-            ],
-        )
-        .await?;
-    Ok(())
-}
 
 const RELEASE: &str = "UPDATE jobs SET state = 'ready', lease_token = NULL, worker = NULL, \
      lease_expires_at = NULL, leased_at = NULL, available_at = now() \

@@ -3,6 +3,7 @@
 //! functions take `&impl GenericClient` so they work inside or outside a transaction. No
 //! domain decisions are made here.
 
+pub mod batch;
 pub mod events;
 pub mod graphs;
 pub mod jobs;

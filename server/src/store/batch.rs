@@ -1,0 +1,371 @@
+//! The writes of one transaction, gathered while its steps are decided and sent at commit time
+//! as at most four array statements, pipelined on one round trip. A transaction that applies
+//! fifty completions pays the same four statements as one that applies one: PostgreSQL's cost
+//! per statement and per round trip is paid per batch, not per step.
+
+use deadpool_postgres::GenericClient;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::StoreError;
+use super::events::NewEvent;
+use super::jobs::{JobRecord, JobState};
+use super::workflows::WorkflowStatus;
+
+/// A job to create, with its id taken from the sequence beforehand so that the step's events
+/// and its workflow row can name it in the same round trip.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Id, from [`next_job_ids`].
+    pub id: i64,
+    /// Workflow id.
+    pub workflow_id: Uuid,
+    /// Node.
+    pub node: String,
+    /// Operation; None for a human node (the job goes straight to the inbox).
+    pub operation: Option<String>,
+    /// Attempt number.
+    pub attempt: i32,
+    /// Idempotency key.
+    pub idempotency_key: String,
+    /// Node the workflow came from.
+    pub from_node: Option<String>,
+    /// Delay before it may be handed out, in milliseconds.
+    pub delay_ms: i64,
+    /// Lease length, or the human node's reminder clock.
+    pub timeout_ms: Option<i64>,
+    /// Required heartbeat interval.
+    pub heartbeat_ms: Option<i64>,
+    /// Worker the job is leased to at once, with the lease token; None leaves it ready.
+    pub lease: Option<(String, Uuid)>,
+}
+
+/// How a job ends.
+#[derive(Debug, Clone)]
+pub struct JobEnd {
+    /// Job id.
+    pub id: i64,
+    /// COMPLETED or CANCELLED.
+    pub state: JobState,
+    /// Label it ended with.
+    pub label: Option<String>,
+    /// Output it ended with.
+    pub output: Option<Value>,
+    /// Who ended it.
+    pub ended_by: String,
+}
+
+/// A workflow's new state after a step.
+#[derive(Debug, Clone)]
+pub struct WorkflowUpdate {
+    /// Workflow id.
+    pub id: Uuid,
+    /// New status.
+    pub status: WorkflowStatus,
+    /// New node (None once completed).
+    pub current_node: Option<String>,
+    /// New vars.
+    pub vars: Value,
+    /// New step count.
+    pub step_count: i32,
+    /// New streaks.
+    pub streaks: Value,
+    /// Outcome when completed.
+    pub outcome: Option<String>,
+    /// Incident when STUCK: reason, message, node, label.
+    pub incident: Option<(String, String, String, Option<String>)>,
+    /// The job created by the step; None keeps the last one (shown as the workflow's job).
+    pub current_job_id: Option<i64>,
+    /// Whether the deadline has fired (cleared so it fires once).
+    pub clear_deadline: bool,
+}
+
+/// Writes gathered for one transaction; [`Writes::flush`] sends them.
+#[derive(Debug, Default)]
+pub struct Writes {
+    ends: Vec<JobEnd>,
+    jobs: Vec<NewJob>,
+    workflows: Vec<WorkflowUpdate>,
+    events: Vec<(Uuid, NewEvent)>,
+}
+
+impl Writes {
+    /// Ends a job (the caller holds its workflow's lock).
+    pub fn end_job(&mut self, end: JobEnd) {
+        self.ends.push(end);
+    }
+
+    /// Creates a job.
+    pub fn insert_job(&mut self, job: NewJob) {
+        self.jobs.push(job);
+    }
+
+    /// Writes a workflow's new state.
+    pub fn update_workflow(&mut self, update: WorkflowUpdate) {
+        self.workflows.push(update);
+    }
+
+    /// Appends events to a workflow's history, in order.
+    pub fn append(&mut self, workflow_id: Uuid, events: impl IntoIterator<Item = NewEvent>) {
+        self.events
+            .extend(events.into_iter().map(|e| (workflow_id, e)));
+    }
+
+    /// Takes over another set of writes, after this one's.
+    pub fn extend(&mut self, other: Writes) {
+        self.ends.extend(other.ends);
+        self.jobs.extend(other.jobs);
+        self.workflows.extend(other.workflows);
+        self.events.extend(other.events);
+    }
+
+    /// Sends every write, pipelined, and returns the jobs created, as stored.
+    pub async fn flush(self, client: &impl GenericClient) -> Result<Vec<JobRecord>, StoreError> {
+        let (ends, created, updated, appended) = tokio::join!(
+            end_jobs(client, &self.ends),
+            insert_jobs(client, &self.jobs),
+            update_workflows(client, &self.workflows),
+            append_events(client, &self.events),
+        );
+        let mut failure = None;
+        for e in [ends.err(), updated.err(), appended.err()].into_iter().flatten() {
+            failure = Some(root_cause(failure, e));
+        }
+        match (created, failure) {
+            (Ok(jobs), None) => Ok(jobs),
+            (Ok(_), Some(e)) => Err(e),
+            (Err(e), failure) => Err(root_cause(failure, e)),
+        }
+    }
+}
+
+/// Of two errors of one pipeline, the one that is not merely "the transaction is aborted":
+/// when one statement fails the others report only that.
+fn root_cause(first: Option<StoreError>, next: StoreError) -> StoreError {
+    match first {
+        Some(first) if !is_aborted(&first) => first,
+        _ => next,
+    }
+}
+
+fn is_aborted(e: &StoreError) -> bool {
+    matches!(e, StoreError::Db(db) if db.code() == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION))
+}
+
+/// Sequence behind `jobs.id`.
+const NEXT_JOB_IDS: &str =
+    "SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, $1::int)";
+
+/// Takes `n` job ids from the sequence (the server hands them out from memory).
+pub async fn next_job_ids(client: &impl GenericClient, n: i32) -> Result<Vec<i64>, StoreError> {
+    let stmt = client.prepare_cached(NEXT_JOB_IDS).await?;
+    let rows = client.query(&stmt, &[&n]).await?;
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(StoreError::from))
+        .collect()
+}
+
+const END_JOBS: &str = "UPDATE jobs j SET state = u.state, label = u.label, output = u.output, \
+       ended_by = u.ended_by, ended_at = now() \
+     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::text[]) \
+       AS u(id, state, label, output, ended_by) \
+     WHERE j.id = u.id";
+
+async fn end_jobs(client: &impl GenericClient, ends: &[JobEnd]) -> Result<(), StoreError> {
+    if ends.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = ends.iter().map(|e| e.id).collect();
+    let states: Vec<&str> = ends.iter().map(|e| e.state.as_str()).collect();
+    let labels: Vec<Option<&str>> = ends.iter().map(|e| e.label.as_deref()).collect();
+    let outputs: Vec<Option<&Value>> = ends.iter().map(|e| e.output.as_ref()).collect();
+    let by: Vec<&str> = ends.iter().map(|e| e.ended_by.as_str()).collect();
+    let stmt = client.prepare_cached(END_JOBS).await?;
+    client
+        .execute(&stmt, &[&ids, &states, &labels, &outputs, &by])
+        .await?;
+    Ok(())
+}
+
+/// A human node's job goes straight to the inbox and a job with a worker straight to that
+/// worker, both with their clock running; the lease is the heartbeat interval when shorter
+/// than the timeout.
+const INSERT_JOBS: &str = concat!(
+    "INSERT INTO jobs AS j (id, workflow_id, node, operation, state, attempt, idempotency_key, \
+       from_node, available_at, timeout_ms, heartbeat_ms, worker, lease_token, leased_at, \
+       lease_expires_at) OVERRIDING SYSTEM VALUE \
+     SELECT u.id, u.workflow_id, u.node, u.operation, \
+       CASE WHEN u.operation IS NULL OR u.worker IS NOT NULL THEN 'active' ELSE 'ready' END, \
+       u.attempt, u.key, u.from_node, now() + u.delay_ms * interval '1 millisecond', \
+       u.timeout_ms, u.heartbeat_ms, u.worker, u.token, \
+       CASE WHEN u.worker IS NOT NULL THEN now() END, \
+       CASE WHEN u.operation IS NULL THEN now() + u.timeout_ms * interval '1 millisecond' \
+            WHEN u.worker IS NOT NULL THEN now() + least(coalesce(u.heartbeat_ms, u.timeout_ms), \
+              u.timeout_ms) * interval '1 millisecond' END \
+     FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::text[], \
+       $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::uuid[]) \
+       AS u(id, workflow_id, node, operation, attempt, key, from_node, delay_ms, timeout_ms, \
+            heartbeat_ms, worker, token) \
+     RETURNING ",
+    super::jobs::job_columns!()
+);
+
+async fn insert_jobs(
+    client: &impl GenericClient,
+    jobs: &[NewJob],
+) -> Result<Vec<JobRecord>, StoreError> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+    let workflows: Vec<Uuid> = jobs.iter().map(|j| j.workflow_id).collect();
+    let nodes: Vec<&str> = jobs.iter().map(|j| j.node.as_str()).collect();
+    let operations: Vec<Option<&str>> = jobs.iter().map(|j| j.operation.as_deref()).collect();
+    let attempts: Vec<i32> = jobs.iter().map(|j| j.attempt).collect();
+    let keys: Vec<&str> = jobs.iter().map(|j| j.idempotency_key.as_str()).collect();
+    let from: Vec<Option<&str>> = jobs.iter().map(|j| j.from_node.as_deref()).collect();
+    let delays: Vec<i64> = jobs.iter().map(|j| j.delay_ms).collect();
+    let timeouts: Vec<Option<i64>> = jobs.iter().map(|j| j.timeout_ms).collect();
+    let heartbeats: Vec<Option<i64>> = jobs.iter().map(|j| j.heartbeat_ms).collect();
+    let workers: Vec<Option<&str>> = jobs
+        .iter()
+        .map(|j| j.lease.as_ref().map(|(w, _)| w.as_str()))
+        .collect();
+    let tokens: Vec<Option<Uuid>> = jobs
+        .iter()
+        .map(|j| j.lease.as_ref().map(|(_, t)| *t))
+        .collect();
+    let stmt = client.prepare_cached(INSERT_JOBS).await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &ids,
+                &workflows,
+                &nodes,
+                &operations,
+                &attempts,
+                &keys,
+                &from,
+                &delays,
+                &timeouts,
+                &heartbeats,
+                &workers,
+                &tokens,
+            ],
+        )
+        .await?;
+    rows.iter().map(JobRecord::from_row).collect()
+}
+
+const UPDATE_WORKFLOWS: &str = "UPDATE workflows w SET status = u.status, \
+       current_node = u.current_node, vars = u.vars, step_count = u.step_count, \
+       streaks = u.streaks, outcome = u.outcome, incident_reason = u.reason, \
+       incident_message = u.message, incident_node = u.node, incident_label = u.label, \
+       incident_at = CASE WHEN u.reason IS NULL THEN NULL ELSE now() END, \
+       current_job_id = coalesce(u.job_id, w.current_job_id), \
+       deadline_at = CASE WHEN u.clear_deadline THEN NULL ELSE w.deadline_at END, \
+       updated_at = now(), \
+       ended_at = CASE WHEN u.status IN ('completed', 'cancelled') THEN now() ELSE NULL END \
+     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::jsonb[], \
+       $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], \
+       $13::bool[]) \
+       AS u(id, status, current_node, vars, step_count, streaks, outcome, reason, message, \
+            node, label, job_id, clear_deadline) \
+     WHERE w.id = u.id";
+
+async fn update_workflows(
+    client: &impl GenericClient,
+    updates: &[WorkflowUpdate],
+) -> Result<(), StoreError> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    fn incident(u: &WorkflowUpdate) -> Option<&(String, String, String, Option<String>)> {
+        u.incident.as_ref()
+    }
+    let ids: Vec<Uuid> = updates.iter().map(|u| u.id).collect();
+    let statuses: Vec<&str> = updates.iter().map(|u| u.status.as_str()).collect();
+    let nodes: Vec<Option<&str>> = updates.iter().map(|u| u.current_node.as_deref()).collect();
+    let vars: Vec<&Value> = updates.iter().map(|u| &u.vars).collect();
+    let steps: Vec<i32> = updates.iter().map(|u| u.step_count).collect();
+    let streaks: Vec<&Value> = updates.iter().map(|u| &u.streaks).collect();
+    let outcomes: Vec<Option<&str>> = updates.iter().map(|u| u.outcome.as_deref()).collect();
+    let reasons: Vec<Option<&str>> = updates
+        .iter()
+        .map(|u| incident(u).map(|i| i.0.as_str()))
+        .collect();
+    let messages: Vec<Option<&str>> = updates
+        .iter()
+        .map(|u| incident(u).map(|i| i.1.as_str()))
+        .collect();
+    let incident_nodes: Vec<Option<&str>> = updates
+        .iter()
+        .map(|u| incident(u).map(|i| i.2.as_str()))
+        .collect();
+    let labels: Vec<Option<&str>> = updates
+        .iter()
+        .map(|u| incident(u).and_then(|i| i.3.as_deref()))
+        .collect();
+    let jobs: Vec<Option<i64>> = updates.iter().map(|u| u.current_job_id).collect();
+    let clear: Vec<bool> = updates.iter().map(|u| u.clear_deadline).collect();
+    let stmt = client.prepare_cached(UPDATE_WORKFLOWS).await?;
+    client
+        .execute(
+            &stmt,
+            &[
+                &ids,
+                &statuses,
+                &nodes,
+                &vars,
+                &steps,
+                &streaks,
+                &outcomes,
+                &reasons,
+                &messages,
+                &incident_nodes,
+                &labels,
+                &jobs,
+                &clear,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// `WITH ORDINALITY` keeps the events in the order given, so their ids follow it.
+const APPEND_EVENTS: &str = "INSERT INTO events (workflow_id, kind, node, label, job_id, \
+       attempt, actor, message, data) \
+     SELECT workflow_id, kind, node, label, job_id, attempt, actor, message, data \
+     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::int[], \
+       $7::text[], $8::text[], $9::jsonb[]) WITH ORDINALITY \
+       AS u(workflow_id, kind, node, label, job_id, attempt, actor, message, data, n) \
+     ORDER BY n";
+
+pub(crate) async fn append_events(
+    client: &impl GenericClient,
+    events: &[(Uuid, NewEvent)],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let workflows: Vec<Uuid> = events.iter().map(|(w, _)| *w).collect();
+    let kinds: Vec<&str> = events.iter().map(|(_, e)| e.kind.as_str()).collect();
+    let nodes: Vec<Option<&str>> = events.iter().map(|(_, e)| e.node.as_deref()).collect();
+    let labels: Vec<Option<&str>> = events.iter().map(|(_, e)| e.label.as_deref()).collect();
+    let jobs: Vec<Option<i64>> = events.iter().map(|(_, e)| e.job_id).collect();
+    let attempts: Vec<Option<i32>> = events.iter().map(|(_, e)| e.attempt).collect();
+    let actors: Vec<&str> = events.iter().map(|(_, e)| e.actor.as_str()).collect();
+    let messages: Vec<Option<&str>> = events.iter().map(|(_, e)| e.message.as_deref()).collect();
+    let data: Vec<Option<&Value>> = events.iter().map(|(_, e)| e.data.as_ref()).collect();
+    let stmt = client.prepare_cached(APPEND_EVENTS).await?;
+    client
+        .execute(
+            &stmt,
+            &[
+                &workflows, &kinds, &nodes, &labels, &jobs, &attempts, &actors, &messages, &data,
+            ],
+        )
+        .await?;
+    Ok(())
+}
