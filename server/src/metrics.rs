@@ -27,6 +27,7 @@ pub struct Metrics {
     waiting_pollers: Gauge,
     claim_queries: Counter,
     poller_wakeups: Counter,
+    completion_batch: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -50,6 +51,7 @@ impl Default for Metrics {
         let waiting_pollers = Gauge::default();
         let claim_queries = Counter::default();
         let poller_wakeups = Counter::default();
+        let completion_batch = Histogram::new(exponential_buckets(1.0, 2.0, 8));
         registry.register(
             "jobs_created",
             "Jobs created, by operation",
@@ -106,6 +108,11 @@ impl Default for Metrics {
             "Waiting long polls woken, by a new job or the safety re-check",
             poller_wakeups.clone(),
         );
+        registry.register(
+            "completion_batch_size",
+            "Completions applied per transaction (group commit)",
+            completion_batch.clone(),
+        );
         Metrics {
             registry,
             jobs_created,
@@ -120,6 +127,7 @@ impl Default for Metrics {
             waiting_pollers,
             claim_queries,
             poller_wakeups,
+            completion_batch,
         }
     }
 }
@@ -186,6 +194,11 @@ impl Metrics {
     /// A waiting long poll was woken.
     pub fn poller_woken(&self) {
         self.poller_wakeups.inc();
+    }
+
+    /// A transaction applied `size` completions.
+    pub fn completion_batch(&self, size: usize) {
+        self.completion_batch.observe(size as f64);
     }
 
     /// Encodes everything in the Prometheus text format, with fresh database gauges.

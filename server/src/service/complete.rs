@@ -1,31 +1,18 @@
-//! Group commit of job completions. Each `CompleteJob` call queues its completion and waits;
-//! a few runner tasks take whatever is queued, up to [`MAX_BATCH`], and apply it in ONE
-//! transaction: one statement locks every workflow concerned, each step is decided in memory,
-//! and the writes of all of them go out as a handful of array statements before one commit.
-//! Every caller is answered only after that commit. On an idle server a batch holds one
-//! completion and starts at once; under load the batches grow by themselves while the
-//! runners are busy, so PostgreSQL's per-statement and per-commit costs are shared.
-//!
-//! A batch that fails as a whole (a database error) is retried one completion at a time, so
-//! one bad completion cannot fail the others.
+//! Group commit of job completions (see `group`): one transaction locks every workflow
+//! concerned with one statement, decides each step in memory, and sends the writes of all of
+//! them as a handful of array statements before one commit. Each caller is answered only
+//! after that commit. A batch that fails as a whole (a database error) is retried one
+//! completion at a time, so one bad completion cannot fail the others.
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::Mutex;
+use std::collections::HashSet;
 
 use serde_json::Value;
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use super::group::{self, Keyed, Queued};
 use super::jobs::{Completed, Completion};
 use super::{Outbox, Service, ServiceError};
 use crate::store::jobs;
-
-/// Most completions applied in one transaction.
-const MAX_BATCH: usize = 128;
-
-/// Most batches in flight at once: enough to keep PostgreSQL busy while one batch commits,
-/// few enough that waiting completions pile up into large batches.
-const MAX_RUNNERS: usize = 4;
 
 /// A completion, checked for shape, waiting for its batch.
 pub(crate) struct Pending {
@@ -39,133 +26,75 @@ pub(crate) struct Pending {
     pub output: Value,
     /// Operations the worker takes a next job for (eager dispatch).
     pub next_operations: Vec<String>,
-    /// Where the answer goes.
-    reply: oneshot::Sender<Result<Completed, ServiceError>>,
 }
 
-/// Completions waiting for a batch, and how many runners are taking them.
-#[derive(Default)]
-pub(crate) struct Queue {
-    waiting: VecDeque<Pending>,
-    running: usize,
-}
-
-impl Queue {
-    /// Takes up to [`MAX_BATCH`] completions of distinct jobs; a repeat of a job already taken
-    /// waits for the next batch, which sees the first one's effect.
-    fn take_batch(&mut self) -> Vec<Pending> {
-        let mut batch = Vec::new();
-        let mut jobs = HashSet::new();
-        let mut left = VecDeque::new();
-        while let Some(p) = self.waiting.pop_front() {
-            if batch.len() == MAX_BATCH {
-                left.push_back(p);
-                left.extend(self.waiting.drain(..));
-                break;
-            }
-            if jobs.insert(p.job_id) {
-                batch.push(p);
-            } else {
-                left.push_back(p);
-            }
-        }
-        self.waiting = left;
-        batch
+impl Keyed for Pending {
+    type Key = i64;
+    fn key(&self) -> Option<i64> {
+        Some(self.job_id)
     }
 }
+
+/// Completions waiting to be applied together.
+pub(crate) type Completions = group::Group<Pending, Completed>;
 
 impl Service {
     /// Queues a checked completion and waits for its batch to commit.
     pub(crate) async fn complete_queued(
         &self,
-        job_id: i64,
-        token: Uuid,
-        completion: Completion,
-        output: Value,
-        next_operations: &[String],
+        pending: Pending,
     ) -> Result<Completed, ServiceError> {
-        let (reply, answer) = oneshot::channel();
-        let pending = Pending {
-            job_id,
-            token,
-            completion,
-            output,
-            next_operations: next_operations.to_vec(),
-            reply,
-        };
-        let start_runner = {
-            let mut queue = self.completions.lock().expect("completion queue lock");
-            queue.waiting.push_back(pending);
-            let start = queue.running < MAX_RUNNERS;
-            if start {
-                queue.running += 1;
-            }
-            start
-        };
+        let job_id = pending.job_id;
+        let (answer, start_runner) = self.completions.push(pending);
         if start_runner {
             tokio::spawn(self.clone().run_completions());
         }
-        answer.await.map_err(|_| {
-            ServiceError::Unavailable(format!(
-                "the server stopped before job {job_id}'s completion was applied; send it again"
-            ))
-        })?
+        group::answer(answer, &format!("job {job_id}'s completion")).await
     }
 
     /// Applies queued completions, batch after batch, until none is left.
     async fn run_completions(self) {
-        loop {
-            let batch = {
-                let mut queue = self.completions.lock().expect("completion queue lock");
-                let batch = queue.take_batch();
-                if batch.is_empty() {
-                    queue.running -= 1;
-                    return;
-                }
-                batch
-            };
+        while let Some(batch) = self.completions.take() {
             self.complete_batch(batch).await;
         }
     }
 
     /// Applies one batch and answers its callers; on a database error, retries each alone.
-    async fn complete_batch(&self, batch: Vec<Pending>) {
-        let results = match self.try_batch(&batch).await {
+    async fn complete_batch(&self, batch: Vec<Queued<Pending, Completed>>) {
+        let requests: Vec<&Pending> = batch.iter().map(|q| &q.request).collect();
+        let results = match self.try_batch(&requests).await {
             Ok(results) => results,
             Err(error) if batch.len() > 1 => {
                 tracing::warn!(%error, size = batch.len(), "completion batch failed; applying one by one");
-                for pending in batch {
-                    let result = match self.try_batch(std::slice::from_ref(&pending)).await {
+                for q in batch {
+                    let result = match self.try_batch(&[&q.request]).await {
                         Ok(mut results) => results.pop().flatten().unwrap_or_else(|| {
                             Err(ServiceError::Internal("completion was not applied".into()))
                         }),
                         Err(error) => Err(error),
                     };
-                    let _ = pending.reply.send(result);
+                    let _ = q.reply.send(result);
                 }
                 return;
             }
             Err(error) => {
-                for pending in batch {
-                    let _ = pending.reply.send(Err(clone_error(&error)));
+                for q in batch {
+                    let _ = q.reply.send(Err(group::clone_error(&error)));
                 }
                 return;
             }
         };
         let mut again = Vec::new();
-        for (pending, result) in batch.into_iter().zip(results) {
+        for (q, result) in batch.into_iter().zip(results) {
             match result {
                 Some(result) => {
-                    let _ = pending.reply.send(result);
+                    let _ = q.reply.send(result);
                 }
-                None => again.push(pending),
+                None => again.push(q),
             }
         }
         if !again.is_empty() {
-            let mut queue = self.completions.lock().expect("completion queue lock");
-            for pending in again.into_iter().rev() {
-                queue.waiting.push_front(pending);
-            }
+            self.completions.requeue(again);
         }
     }
 
@@ -173,7 +102,7 @@ impl Service {
     /// another completion of the batch concerned the same workflow (it goes in the next batch).
     async fn try_batch(
         &self,
-        batch: &[Pending],
+        batch: &[&Pending],
     ) -> Result<Vec<Option<Result<Completed, ServiceError>>>, ServiceError> {
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
@@ -182,7 +111,7 @@ impl Service {
         let mut outbox = Outbox::new();
         let mut workflows = HashSet::new();
         let mut results = Vec::with_capacity(batch.len());
-        for pending in batch {
+        for &pending in batch {
             let Some(locked) = locked.iter().find(|l| l.job.id == pending.job_id) else {
                 results.push(Some(Err(super::jobs::job_not_found(pending.job_id))));
                 continue;
@@ -201,6 +130,7 @@ impl Service {
             results.push(Some(result.map(|c| (c, locked.workflow.id))));
         }
         let mut leased = self.commit(tx, outbox).await?;
+        self.metrics().completion_batch(batch.len());
         Ok(results
             .into_iter()
             .map(|r| {
@@ -220,14 +150,3 @@ impl Service {
             .collect())
     }
 }
-
-/// The same error again, for every completion of a batch that failed as a whole.
-fn clone_error(e: &ServiceError) -> ServiceError {
-    match e {
-        ServiceError::Unavailable(m) => ServiceError::Unavailable(m.clone()),
-        other => ServiceError::Internal(other.to_string()),
-    }
-}
-
-/// Queue state kept by the service.
-pub(crate) type Completions = Mutex<Queue>;

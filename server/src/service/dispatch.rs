@@ -179,8 +179,7 @@ async fn wait_slot(slot: &Slot, keys: &[Key], dispatcher: &Dispatcher, deadline:
         result = tokio::time::timeout_at(deadline, slot.notify.notified()) => result.is_ok(),
         () = dispatcher.shutdown.cancelled() => false,
     };
-    if !woken && !slot.reserved.load(Ordering::Acquire) && slot.woken.swap(true, Ordering::AcqRel)
-    {
+    if !woken && !slot.reserved.load(Ordering::Acquire) && slot.woken.swap(true, Ordering::AcqRel) {
         // Woken just as the wait ran out: hand the wake-up to another waiter, or the job
         // would wait for the periodic re-check.
         for key in keys {
@@ -525,6 +524,146 @@ mod tests {
         assert_eq!(d.waiting_pollers(), 1);
         drop(w);
         assert_eq!(d.waiting_pollers(), 0);
+    }
+
+    fn job(id: i64) -> LeasedJob {
+        use crate::store::jobs::{JobRecord, JobState, JobWithWorkflow};
+        let now = Utc::now();
+        LeasedJob {
+            claimed: JobWithWorkflow {
+                job: JobRecord {
+                    id,
+                    workflow_id: Uuid::now_v7(),
+                    node: "n".into(),
+                    operation: Some("a".into()),
+                    state: JobState::Active,
+                    attempt: 1,
+                    idempotency_key: "k".into(),
+                    from_node: None,
+                    available_at: now,
+                    timeout_ms: Some(1000),
+                    heartbeat_ms: None,
+                    lease_token: Some(Uuid::new_v4()),
+                    lease_expires_at: Some(now),
+                    worker: Some("w".into()),
+                    progress_percent: None,
+                    progress_message: None,
+                    label: None,
+                    output: None,
+                    ended_by: None,
+                    created_at: now,
+                },
+                graph_name: "g".into(),
+                graph_version: 1,
+                vars: serde_json::json!({}),
+                input: serde_json::json!({}),
+            },
+            params: serde_json::Map::new(),
+            labels: vec!["done".into()],
+            heartbeat_interval: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_goes_to_the_oldest_armed_poller_only() {
+        let d = Arc::new(Dispatcher::default());
+        let unarmed = d.register(&ops(&["a"]));
+        let mut first = d.register(&ops(&["a"]));
+        first.arm("w1");
+        let mut second = d.register(&ops(&["a"]));
+        second.arm("w2");
+        let reservation = d.reserve("a").expect("an armed poller waits");
+        assert_eq!(reservation.worker(), "w1");
+        reservation.deliver(job(7)).expect("the poller is there");
+        let deadline = Instant::now() + Duration::from_millis(20);
+        match first.wait_for_job(deadline).await {
+            Wake::Job(job) => assert_eq!(job.claimed.job.id, 7),
+            other => panic!("expected the job, got {other:?}"),
+        }
+        assert!(matches!(
+            second.wait_for_job(deadline).await,
+            Wake::TimedOut
+        ));
+        assert!(
+            !unarmed.wait_until(deadline).await,
+            "unarmed pollers are not taken"
+        );
+        assert!(d.reserve("b").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_reserved_poller_waits_past_its_deadline_for_the_job() {
+        let d = Arc::new(Dispatcher::default());
+        let mut waiter = d.register(&ops(&["a"]));
+        waiter.arm("w");
+        let reservation = d.reserve("a").expect("armed");
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            reservation.deliver(job(3)).expect("still waiting");
+        });
+        let deadline = Instant::now() + Duration::from_millis(5);
+        assert!(matches!(waiter.wait_for_job(deadline).await, Wake::Job(_)));
+        late.await.expect("delivered");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_reservation_sends_the_poller_to_look() {
+        let d = Arc::new(Dispatcher::default());
+        let mut waiter = d.register(&ops(&["a"]));
+        waiter.arm("w");
+        drop(d.reserve("a").expect("armed"));
+        let deadline = Instant::now() + Duration::from_millis(20);
+        assert!(matches!(waiter.wait_for_job(deadline).await, Wake::Woken));
+    }
+
+    #[tokio::test]
+    async fn a_job_handed_to_a_poller_that_left_is_orphaned() {
+        let d = Arc::new(Dispatcher::default());
+        let mut orphans = d.take_orphans().expect("first taker");
+        let mut waiter = d.register(&ops(&["a"]));
+        waiter.arm("w");
+        let reservation = d.reserve("a").expect("armed");
+        reservation.deliver(job(9)).expect("not dropped yet");
+        drop(waiter);
+        let orphan = orphans.try_recv().expect("the job comes back");
+        assert_eq!(orphan.claimed.job.id, 9);
+
+        let mut gone = d.register(&ops(&["a"]));
+        gone.arm("w");
+        let reservation = d.reserve("a").expect("armed");
+        drop(gone);
+        assert!(
+            reservation.deliver(job(10)).is_err(),
+            "delivery to a gone poller fails"
+        );
+    }
+
+    #[tokio::test]
+    async fn emptiness_holds_until_a_notification_and_ignores_stale_claims() {
+        let d = Arc::new(Dispatcher::default());
+        let a = ops(&["a"]);
+        assert!(!d.known_empty(&a), "nothing is known at first");
+        let waiter = d.register(&a);
+        d.mark_empty(&a, waiter.epoch());
+        assert!(d.known_empty(&a));
+        assert!(
+            !d.known_empty(&ops(&["a", "b"])),
+            "every operation must be known empty"
+        );
+        d.deliver(Notice::JobReady {
+            operation: "a".into(),
+            available_at: Utc::now(),
+            count: 1,
+        });
+        assert!(!d.known_empty(&a), "a ready job makes it non-empty");
+        // A claim that began before that notification must not mark it empty again.
+        d.mark_empty(&a, waiter.epoch());
+        assert!(!d.known_empty(&a));
+        let fresh = d.register(&a);
+        d.mark_empty(&a, fresh.epoch());
+        assert!(d.known_empty(&a));
+        d.deliver(Notice::Connected);
+        assert!(!d.known_empty(&a), "a reconnect forgets everything");
     }
 
     #[tokio::test]

@@ -11,14 +11,14 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::complete::Pending;
 use super::dispatch::Wake;
 use super::step::{Applied, Apply, Eager, Target};
 use super::workflows::position_of;
-use super::complete::Pending;
 use super::{Outbox, Service, ServiceError};
 use crate::store::GenericClient;
-use crate::store::events::{self, EventKind, NewEvent};
 use crate::store::batch::JobEnd;
+use crate::store::events::{self, EventKind, NewEvent};
 use crate::store::jobs::{self, JobState, JobWithWorkflow, LockedJob};
 use crate::store::listen::Notice;
 use crate::store::workflows::WorkflowStatus;
@@ -108,8 +108,7 @@ impl Service {
                     jobs::claim(&client, &req.operations, max_jobs, &req.worker).await?
                 };
                 if (claimed.len() as i64) < max_jobs {
-                    self.dispatch()
-                        .mark_empty(&req.operations, waiter.epoch());
+                    self.dispatch().mark_empty(&req.operations, waiter.epoch());
                 } else {
                     // A full batch may leave more behind: pass the wake-up on.
                     self.dispatch().wake_ops(&req.operations);
@@ -189,7 +188,12 @@ impl Service {
                 },
             };
             let id = job.claimed.job.id;
-            let token = job.claimed.job.lease_token.map(|t| t.to_string()).unwrap_or_default();
+            let token = job
+                .claimed
+                .job
+                .lease_token
+                .map(|t| t.to_string())
+                .unwrap_or_default();
             if let Err(error) = self
                 .release_job(id, &token, "the poller it was handed to had gone")
                 .await
@@ -318,8 +322,14 @@ impl Service {
             Completion::Label { output, .. } => Value::Object(self.parse_object("output", output)?),
             Completion::Failure { .. } => Value::Object(Map::new()),
         };
-        self.complete_queued(job_id, token, completion, output, next_operations)
-            .await
+        self.complete_queued(Pending {
+            job_id,
+            token,
+            completion,
+            output,
+            next_operations: next_operations.to_vec(),
+        })
+        .await
     }
 
     /// Applies one completion to its locked job inside a batch's transaction: the step's

@@ -5,9 +5,11 @@
 pub mod complete;
 pub mod dispatch;
 pub mod graphs;
+mod group;
 pub mod inbox;
 pub mod jobs;
 pub mod schedules;
+mod start;
 pub mod step;
 pub mod sweeper;
 pub mod workflows;
@@ -22,9 +24,9 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
-use crate::store::listen::Notice;
 use crate::store::batch::{self, Writes};
 use crate::store::jobs::{JobRecord, JobWithWorkflow};
+use crate::store::listen::Notice;
 use crate::store::{self, Pool, StoreError};
 use jobs::LeasedJob;
 
@@ -173,6 +175,8 @@ pub struct Service {
     job_ids: Arc<Mutex<VecDeque<i64>>>,
     /// Completions waiting to be applied together.
     completions: Arc<complete::Completions>,
+    /// Starts waiting to be applied together.
+    starts: Arc<start::Starts>,
 }
 
 impl Service {
@@ -193,6 +197,7 @@ impl Service {
             notifier,
             job_ids: Arc::default(),
             completions: Arc::default(),
+            starts: Arc::default(),
         }
     }
 
@@ -244,9 +249,9 @@ impl Service {
             return Ok(id);
         }
         let mut ids: VecDeque<i64> = batch::next_job_ids(client, JOB_IDS_AHEAD).await?.into();
-        let id = ids.pop_front().ok_or_else(|| {
-            ServiceError::Internal("the job id sequence returned no ids".into())
-        })?;
+        let id = ids
+            .pop_front()
+            .ok_or_else(|| ServiceError::Internal("the job id sequence returned no ids".into()))?;
         self.job_ids.lock().expect("job ids lock").extend(ids);
         Ok(id)
     }
@@ -274,6 +279,13 @@ impl Service {
         name: &str,
         version: i32,
     ) -> Result<(Arc<Graph>, i32), ServiceError> {
+        // Versions never change, so only the number of the latest is read each time.
+        let version = match version {
+            0 => store::graphs::latest_version(client, name)
+                .await?
+                .unwrap_or(0),
+            v => v,
+        };
         if let Some(g) = self.cached_graph(name, version) {
             return Ok((g, version));
         }
@@ -380,7 +392,10 @@ fn json_kind(v: &Value) -> &'static str {
 const JOB_IDS_AHEAD: i32 = 100;
 
 /// A created job with its workflow's graph, vars and input.
-fn with_context(job: JobRecord, (graph_name, graph_version, vars, input): (String, i32, Value, Value)) -> JobWithWorkflow {
+fn with_context(
+    job: JobRecord,
+    (graph_name, graph_version, vars, input): (String, i32, Value, Value),
+) -> JobWithWorkflow {
     JobWithWorkflow {
         job,
         graph_name,

@@ -154,15 +154,14 @@ impl Service {
                     _ => format!("{workflow_id}:{}:{step_count}", entry.node),
                 };
                 let operation = node.operation.as_ref().filter(|_| entry.delay.is_zero());
-                let lease_to = operation.and_then(|op| {
-                    match eager.filter(|e| e.operations.contains(op)) {
+                let lease_to =
+                    operation.and_then(|op| match eager.filter(|e| e.operations.contains(op)) {
                         Some(e) => Some((e.worker.to_owned(), Recipient::Caller)),
                         None => self
                             .dispatch()
                             .reserve(op)
                             .map(|r| (r.worker().to_owned(), Recipient::Poller(r))),
-                    }
-                });
+                    });
                 let job_id = self.next_job_id(tx).await?;
                 let attempt = to_i32(entry.attempt);
                 let job = NewJob {

@@ -1,19 +1,21 @@
 //! Workflow use cases: start (with idempotency keys and delayed starts), read, list, history,
 //! await, and the operator actions cancel, move and retry.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rondo_engine::{EngineError, Position, advance};
+use rondo_engine::{EngineError, Graph, Position, advance};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::start::PendingStart;
 use super::step::{Apply, Target};
 use super::{Outbox, Service, ServiceError, millis};
 use crate::store::GenericClient;
-use crate::store::events::{self, EventKind, EventRecord, NewEvent};
 use crate::store::batch::JobEnd;
+use crate::store::events::{self, EventKind, EventRecord, NewEvent};
 use crate::store::jobs::{self, JobRecord, JobState};
 use crate::store::listen::Notice;
 use crate::store::workflows::{self, ListFilter, NewWorkflow, WorkflowRecord, WorkflowStatus};
@@ -108,7 +110,8 @@ pub struct ListRequest {
 }
 
 impl Service {
-    /// Starts a workflow, or returns the one its idempotency key already started.
+    /// Starts a workflow, or returns the one its idempotency key already started. Starts
+    /// arriving together share one transaction (see `start`).
     pub async fn start_workflow(&self, req: StartRequest) -> Result<Started, ServiceError> {
         if req.graph.is_empty() {
             return Err(ServiceError::InvalidArgument(
@@ -116,47 +119,39 @@ impl Service {
             ));
         }
         let input = Value::Object(self.parse_object("input", &req.input)?);
-        let mut client = self.pool().get().await?;
-        let tx = client.transaction().await?;
-        let new = NewStart {
-            graph: &req.graph,
+        self.start_queued(PendingStart {
+            graph: req.graph,
             version: req.version,
-            input: &input,
-            idempotency_key: req.idempotency_key.as_deref(),
+            input,
+            idempotency_key: req.idempotency_key,
             start_at: req.start_at,
-            schedule_id: req.schedule_id.as_deref(),
-            actor: "client",
-        };
-        let mut outbox = Outbox::new();
-        let Some(id) = self.insert_workflow(&tx, &new, &mut outbox).await? else {
-            drop(tx);
-            let key = req.idempotency_key.as_deref().unwrap_or_default();
-            let existing = workflows::get_by_key(&client, key).await?.ok_or_else(|| {
-                ServiceError::Internal(format!("idempotency key `{key}` vanished"))
-            })?;
-            if existing.request_hash.as_deref() != Some(request_hash(&new).as_str()) {
-                return Err(ServiceError::AlreadyExists(format!(
-                    "idempotency key `{key}` already started workflow {} with a different request \
-                     (graph, version, input or start time); repeat the original request or use a new key",
-                    existing.id
-                )));
-            }
-            let view = self.view_with(&client, existing).await?;
-            return Ok(Started {
-                view,
-                existing: true,
-            });
-        };
-        self.commit(tx, outbox).await?;
-        // Read back on the same connection: taking a second one while holding this one would
-        // deadlock the pool under many concurrent starts.
-        let workflow = workflows::get(&client, id)
+            schedule_id: req.schedule_id,
+        })
+        .await
+    }
+
+    /// The workflow an idempotency key already started, when `new` repeats its request;
+    /// ALREADY_EXISTS when the request differs.
+    pub(crate) async fn existing_start(
+        &self,
+        client: &impl GenericClient,
+        new: &NewStart<'_>,
+    ) -> Result<Started, ServiceError> {
+        let key = new.idempotency_key.unwrap_or_default();
+        let existing = workflows::get_by_key(client, key)
             .await?
-            .ok_or_else(|| not_found(id))?;
-        let view = self.view_with(&client, workflow).await?;
+            .ok_or_else(|| ServiceError::Internal(format!("idempotency key `{key}` vanished")))?;
+        if existing.request_hash.as_deref() != Some(request_hash(new).as_str()) {
+            return Err(ServiceError::AlreadyExists(format!(
+                "idempotency key `{key}` already started workflow {} with a different request \
+                 (graph, version, input or start time); repeat the original request or use a new key",
+                existing.id
+            )));
+        }
+        let view = self.view_with(client, existing).await?;
         Ok(Started {
             view,
-            existing: false,
+            existing: true,
         })
     }
 
@@ -172,49 +167,74 @@ impl Service {
         let (graph, version) = self
             .graph(tx, new.graph, super::to_i32(new.version))
             .await?;
-        let id = Uuid::now_v7();
-        let request_hash = request_hash(new);
-        let row = NewWorkflow {
-            id,
-            graph_name: new.graph,
-            graph_version: version,
-            input: new.input,
-            idempotency_key: new.idempotency_key,
-            request_hash: Some(&request_hash),
-            schedule_id: new.schedule_id,
-            start_at: new.start_at,
-            deadline_ms: graph.deadline().map(millis),
-        };
-        let Some(status) = workflows::insert(tx, &row).await? else {
+        let hash = request_hash(new);
+        let row = new_row(new, Uuid::now_v7(), &graph, version, &hash);
+        let Some(&(id, status)) = workflows::insert_many(tx, &[row]).await?.first() else {
             return Ok(None);
         };
+        self.enter_first(tx, new, (id, status), &graph, version, outbox)
+            .await?;
+        Ok(Some(id))
+    }
+
+    /// Records a new workflow's start and, unless it is PENDING, enters its first node.
+    pub(crate) async fn enter_first(
+        &self,
+        tx: &impl GenericClient,
+        new: &NewStart<'_>,
+        (id, status): (Uuid, WorkflowStatus),
+        graph: &Arc<Graph>,
+        version: i32,
+        outbox: &mut Outbox,
+    ) -> Result<(), ServiceError> {
         let started = NewEvent {
             data: Some(json!({ "graph": new.graph, "version": version, "start_at": new.start_at })),
             ..NewEvent::new(EventKind::WorkflowStarted, new.actor)
         };
-        if status == WorkflowStatus::Running {
-            let apply = Apply {
-                workflow: Target {
-                    id,
-                    graph_name: new.graph,
-                    graph_version: version,
-                    input: new.input,
-                },
-                graph: &graph,
-                step: advance::start(&graph),
-                vars: new.input,
-                from: None,
-                previous_key: None,
-                events: vec![started],
-                actor: "engine",
-                clear_deadline: false,
-                eager: None,
-            };
-            self.apply(tx, apply, outbox).await?;
-        } else {
-            events::append(tx, id, &[started]).await?;
+        if status != WorkflowStatus::Running {
+            outbox.writes.append(id, [started]);
+            return Ok(());
         }
-        Ok(Some(id))
+        let apply = Apply {
+            workflow: Target {
+                id,
+                graph_name: new.graph,
+                graph_version: version,
+                input: new.input,
+            },
+            graph,
+            step: advance::start(graph),
+            vars: new.input,
+            from: None,
+            previous_key: None,
+            events: vec![started],
+            actor: "engine",
+            clear_deadline: false,
+            eager: None,
+        };
+        self.apply(tx, apply, outbox).await?;
+        Ok(())
+    }
+
+    /// Workflows with their current jobs, by id, in two queries.
+    pub(crate) async fn views(
+        &self,
+        client: &impl GenericClient,
+        ids: &[Uuid],
+    ) -> Result<Vec<WorkflowView>, ServiceError> {
+        let found = workflows::get_many(client, ids).await?;
+        let job_ids: Vec<i64> = found.iter().filter_map(|w| w.current_job_id).collect();
+        let mut jobs = jobs::get_many(client, &job_ids).await?;
+        Ok(found
+            .into_iter()
+            .map(|workflow| {
+                let job = workflow
+                    .current_job_id
+                    .and_then(|id| jobs.iter().position(|j| j.id == id))
+                    .map(|i| jobs.swap_remove(i));
+                WorkflowView { workflow, job }
+            })
+            .collect())
     }
 
     /// Reads a workflow with its current job.
@@ -557,7 +577,28 @@ fn parse_page_token(token: &str) -> Result<(DateTime<Utc>, Uuid), ServiceError> 
     Ok((at, id.parse().map_err(|_| bad())?))
 }
 
-fn request_hash(new: &NewStart<'_>) -> String {
+/// The row of a new workflow.
+pub(crate) fn new_row<'a>(
+    new: &NewStart<'a>,
+    id: Uuid,
+    graph: &Graph,
+    version: i32,
+    request_hash: &'a str,
+) -> NewWorkflow<'a> {
+    NewWorkflow {
+        id,
+        graph_name: new.graph,
+        graph_version: version,
+        input: new.input,
+        idempotency_key: new.idempotency_key,
+        request_hash: Some(request_hash),
+        schedule_id: new.schedule_id,
+        start_at: new.start_at,
+        deadline_ms: graph.deadline().map(millis),
+    }
+}
+
+pub(crate) fn request_hash(new: &NewStart<'_>) -> String {
     let canonical = json!({
         "graph": new.graph,
         "version": new.version,

@@ -128,7 +128,10 @@ impl Writes {
             append_events(client, &self.events),
         );
         let mut failure = None;
-        for e in [ends.err(), updated.err(), appended.err()].into_iter().flatten() {
+        for e in [ends.err(), updated.err(), appended.err()]
+            .into_iter()
+            .flatten()
+        {
             failure = Some(root_cause(failure, e));
         }
         match (created, failure) {

@@ -60,6 +60,17 @@ pub async fn put(
     Ok((from_row(&row)?, true))
 }
 
+const LATEST_VERSION: &str = "SELECT max(version) FROM graphs WHERE name = $1";
+
+/// The latest version of a graph, if it has any.
+pub async fn latest_version(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Option<i32>, StoreError> {
+    let stmt = client.prepare_cached(LATEST_VERSION).await?;
+    Ok(client.query_one(&stmt, &[&name]).await?.try_get(0)?)
+}
+
 const GET: &str = "SELECT name, version, hash, definition, created_at FROM graphs \
      WHERE name = $1 AND ($2 = 0 OR version = $2) ORDER BY version DESC LIMIT 1";
 

@@ -203,40 +203,47 @@ pub struct NewWorkflow<'a> {
     pub deadline_ms: Option<i64>,
 }
 
-const INSERT: &str = "INSERT INTO workflows AS w (id, graph_name, graph_version, status, input, vars, \
-     idempotency_key, request_hash, schedule_id, start_at, deadline_at) \
-     VALUES ($1, $2, $3, CASE WHEN $8::timestamptz > now() THEN 'pending' ELSE 'running' END, \
-       $4, $4, $5, $6, $7, $8, \
-       greatest(now(), coalesce($8, now())) + ($9::bigint * interval '1 millisecond')) \
+const INSERT_MANY: &str = "INSERT INTO workflows AS w (id, graph_name, graph_version, status, \
+       input, vars, idempotency_key, request_hash, schedule_id, start_at, deadline_at) \
+     SELECT u.id, u.graph_name, u.graph_version, \
+       CASE WHEN u.start_at > now() THEN 'pending' ELSE 'running' END, u.input, u.input, u.key, \
+       u.hash, u.schedule_id, u.start_at, \
+       greatest(now(), coalesce(u.start_at, now())) + u.deadline_ms * interval '1 millisecond' \
+     FROM unnest($1::uuid[], $2::text[], $3::int[], $4::jsonb[], $5::text[], $6::text[], \
+       $7::text[], $8::timestamptz[], $9::bigint[]) \
+       AS u(id, graph_name, graph_version, input, key, hash, schedule_id, start_at, deadline_ms) \
      ON CONFLICT (idempotency_key) DO NOTHING \
-     RETURNING w.status";
+     RETURNING w.id, w.status";
 
-/// Inserts a workflow, PENDING when its start time is ahead of the database clock and RUNNING
-/// otherwise; returns that status, or `None` when the idempotency key already exists.
-pub async fn insert(
+/// Inserts workflows in one statement, each PENDING when its start time is ahead of the
+/// database clock and RUNNING otherwise; returns the id and status of those inserted. One
+/// whose idempotency key exists already is left out (nothing is written for it).
+pub async fn insert_many(
     client: &impl GenericClient,
-    new: &NewWorkflow<'_>,
-) -> Result<Option<WorkflowStatus>, StoreError> {
-    let stmt = client.prepare_cached(INSERT).await?;
+    rows: &[NewWorkflow<'_>],
+) -> Result<Vec<(Uuid, WorkflowStatus)>, StoreError> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let graphs: Vec<&str> = rows.iter().map(|r| r.graph_name).collect();
+    let versions: Vec<i32> = rows.iter().map(|r| r.graph_version).collect();
+    let inputs: Vec<&Value> = rows.iter().map(|r| r.input).collect();
+    let keys: Vec<Option<&str>> = rows.iter().map(|r| r.idempotency_key).collect();
+    let hashes: Vec<Option<&str>> = rows.iter().map(|r| r.request_hash).collect();
+    let schedules: Vec<Option<&str>> = rows.iter().map(|r| r.schedule_id).collect();
+    let start_at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.start_at).collect();
+    let deadlines: Vec<Option<i64>> = rows.iter().map(|r| r.deadline_ms).collect();
+    let stmt = client.prepare_cached(INSERT_MANY).await?;
     let rows = client
         .query(
             &stmt,
             &[
-                &new.id,
-                &new.graph_name,
-                &new.graph_version,
-                new.input,
-                &new.idempotency_key,
-                &new.request_hash,
-                &new.schedule_id,
-                &new.start_at,
-                &new.deadline_ms,
+                &ids, &graphs, &versions, &inputs, &keys, &hashes, &schedules, &start_at,
+                &deadlines,
             ],
         )
         .await?;
-    rows.first()
-        .map(|r| WorkflowStatus::parse(r.try_get(0)?))
-        .transpose()
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, WorkflowStatus::parse(r.try_get(1)?)?)))
+        .collect()
 }
 
 const GET: &str = concat!(
@@ -244,6 +251,22 @@ const GET: &str = concat!(
     workflow_columns!(),
     " FROM workflows w WHERE w.id = $1"
 );
+const GET_MANY: &str = concat!(
+    "SELECT ",
+    workflow_columns!(),
+    " FROM workflows w WHERE w.id = ANY($1)"
+);
+
+/// Reads workflows by id, in no particular order; missing ones are left out.
+pub async fn get_many(
+    client: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<Vec<WorkflowRecord>, StoreError> {
+    let stmt = client.prepare_cached(GET_MANY).await?;
+    let rows = client.query(&stmt, &[&ids]).await?;
+    rows.iter().map(WorkflowRecord::from_row).collect()
+}
+
 const GET_BY_KEY: &str = concat!(
     "SELECT ",
     workflow_columns!(),

@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod dispatch;
 mod failures;
 mod graphs;
 mod ops;

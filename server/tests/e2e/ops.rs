@@ -3,24 +3,10 @@
 use std::time::Duration;
 
 use rondo_server::testing::TestServer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{ONE_STEP, await_done, clients, complete, poll_one, put_yaml, start};
-
-async fn http_get(server: &TestServer, path: &str) -> (u16, String) {
-    let addr = server.http_url().trim_start_matches("http://").to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, response)
-}
+use crate::support::{
+    ONE_STEP, await_done, clients, complete, http_get, poll_one, put_yaml, start,
+};
 
 #[tokio::test]
 async fn the_http_port_serves_liveness_readiness_and_metrics() {

@@ -11,6 +11,7 @@ use rondo_gen::v1::worker_service_client::WorkerServiceClient;
 use rondo_gen::v1::workflow_service_client::WorkflowServiceClient;
 use rondo_server::testing::TestServer;
 use rondo_worker::{CancellationToken, Worker, WorkerBuilder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 
 /// A one-step graph: operation `test.work`, terminal labels `done` and `other`, and `error`.
@@ -23,6 +24,36 @@ nodes:
     timeout: 30s
     on: { done: ~, other: ~, error: ~ }
 ";
+
+/// GETs a path of the server's HTTP port; returns the status and the whole response.
+pub async fn http_get(server: &TestServer, path: &str) -> (u16, String) {
+    let addr = server.http_url().trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, response)
+}
+
+/// The value of one Prometheus sample without labels (0 when absent).
+pub async fn metric(server: &TestServer, name: &str) -> f64 {
+    let (_, text) = http_get(server, "/metrics").await;
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
 
 /// Raw gRPC clients of one server.
 #[derive(Clone)]

@@ -1,0 +1,197 @@
+//! Group commit: requests that arrive together are applied in one transaction. Each caller
+//! queues its request and waits for its answer; a few runner tasks take whatever is queued, up
+//! to [`MAX_BATCH`], and apply it as one batch. On an idle server a batch holds one request
+//! and starts at once; under load batches grow by themselves while the runners are busy, so
+//! PostgreSQL's per-statement and per-commit costs are shared by many requests.
+
+use std::collections::{HashSet, VecDeque};
+use std::hash::Hash;
+use std::sync::Mutex;
+
+use tokio::sync::oneshot;
+
+use super::ServiceError;
+
+/// Most requests applied in one transaction.
+pub(crate) const MAX_BATCH: usize = 128;
+
+/// Most batches in flight at once: enough to keep PostgreSQL busy while one batch commits,
+/// few enough that waiting requests pile up into large batches.
+const MAX_RUNNERS: usize = 4;
+
+/// A queued request and where its answer goes.
+pub(crate) struct Queued<R, A> {
+    /// The request.
+    pub request: R,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<Result<A, ServiceError>>,
+}
+
+/// A request that two of must not share a batch when they have the same key (a repeat must
+/// see the first one's effect).
+pub(crate) trait Keyed {
+    /// The key; None for requests that never conflict.
+    type Key: Eq + Hash;
+    /// This request's key.
+    fn key(&self) -> Option<Self::Key>;
+}
+
+/// Requests waiting for a batch, and how many runners are taking them.
+pub(crate) struct Group<R, A> {
+    state: Mutex<State<R, A>>,
+}
+
+struct State<R, A> {
+    waiting: VecDeque<Queued<R, A>>,
+    running: usize,
+}
+
+impl<R, A> Default for Group<R, A> {
+    fn default() -> Self {
+        Group {
+            state: Mutex::new(State {
+                waiting: VecDeque::new(),
+                running: 0,
+            }),
+        }
+    }
+}
+
+impl<R: Keyed, A> Group<R, A> {
+    /// Queues a request; returns where its answer arrives, and true when the caller must start
+    /// a runner (fewer than [`MAX_RUNNERS`] run).
+    pub fn push(&self, request: R) -> (oneshot::Receiver<Result<A, ServiceError>>, bool) {
+        let (reply, answer) = oneshot::channel();
+        let mut state = self.state.lock().expect("group lock");
+        state.waiting.push_back(Queued { request, reply });
+        let start = state.running < MAX_RUNNERS;
+        if start {
+            state.running += 1;
+        }
+        (answer, start)
+    }
+
+    /// The next batch for a runner: up to [`MAX_BATCH`] requests with distinct keys, oldest
+    /// first. None when nothing waits; the runner must stop then.
+    pub fn take(&self) -> Option<Vec<Queued<R, A>>> {
+        let mut state = self.state.lock().expect("group lock");
+        let mut batch = Vec::new();
+        let mut keys = HashSet::new();
+        let mut left = VecDeque::new();
+        while let Some(q) = state.waiting.pop_front() {
+            if batch.len() == MAX_BATCH {
+                left.push_back(q);
+                break;
+            }
+            let repeated = q.request.key().is_some_and(|key| !keys.insert(key));
+            if repeated {
+                left.push_back(q);
+            } else {
+                batch.push(q);
+            }
+        }
+        left.extend(state.waiting.drain(..));
+        state.waiting = left;
+        if batch.is_empty() {
+            state.running -= 1;
+            return None;
+        }
+        Some(batch)
+    }
+
+    /// Puts requests back at the head of the queue, for the next batch.
+    pub fn requeue(&self, again: Vec<Queued<R, A>>) {
+        let mut state = self.state.lock().expect("group lock");
+        for q in again.into_iter().rev() {
+            state.waiting.push_front(q);
+        }
+    }
+}
+
+/// The answer a caller waits for, or Unavailable when the server stopped first.
+pub(crate) async fn answer<A>(
+    answer: oneshot::Receiver<Result<A, ServiceError>>,
+    what: &str,
+) -> Result<A, ServiceError> {
+    answer.await.map_err(|_| {
+        ServiceError::Unavailable(format!(
+            "the server stopped before {what} was applied; send it again"
+        ))
+    })?
+}
+
+/// The same error again, for every request of a batch that failed as a whole.
+pub(crate) fn clone_error(e: &ServiceError) -> ServiceError {
+    match e {
+        ServiceError::Unavailable(m) => ServiceError::Unavailable(m.clone()),
+        other => ServiceError::Internal(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Req(Option<u32>);
+
+    impl Keyed for Req {
+        type Key = u32;
+        fn key(&self) -> Option<u32> {
+            self.0
+        }
+    }
+
+    #[test]
+    fn runners_start_up_to_the_limit_and_stop_when_the_queue_is_empty() {
+        let group: Group<Req, ()> = Group::default();
+        let mut answers = Vec::new();
+        let started: Vec<bool> = (0..6)
+            .map(|_| {
+                let (answer, start) = group.push(Req(None));
+                answers.push(answer);
+                start
+            })
+            .collect();
+        assert_eq!(started, [true, true, true, true, false, false]);
+        assert_eq!(group.take().map(|b| b.len()), Some(6));
+        for _ in 0..MAX_RUNNERS {
+            assert!(group.take().is_none());
+        }
+        let (_answer, start) = group.push(Req(None));
+        assert!(
+            start,
+            "with every runner stopped, the next request starts one"
+        );
+    }
+
+    #[test]
+    fn a_repeated_key_waits_for_the_next_batch_and_order_is_kept() {
+        let group: Group<Req, ()> = Group::default();
+        let _answers: Vec<_> = [Some(1), Some(2), Some(1), None, None]
+            .into_iter()
+            .map(|k| group.push(Req(k)).0)
+            .collect();
+        let first: Vec<_> = group
+            .take()
+            .unwrap()
+            .into_iter()
+            .map(|q| q.request.0)
+            .collect();
+        assert_eq!(first, [Some(1), Some(2), None, None]);
+        let second = group.take().unwrap();
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].request.0, Some(1));
+        group.requeue(second);
+        assert_eq!(group.take().unwrap()[0].request.0, Some(1));
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_max_batch() {
+        let group: Group<Req, ()> = Group::default();
+        let _answers: Vec<_> = (0..MAX_BATCH + 3)
+            .map(|_| group.push(Req(None)).0)
+            .collect();
+        assert_eq!(group.take().unwrap().len(), MAX_BATCH);
+        assert_eq!(group.take().unwrap().len(), 3);
+    }
+}
