@@ -129,7 +129,7 @@ impl Service {
             }
             results.push(Some(result.map(|c| (c, locked.workflow.id))));
         }
-        let mut leased = self.commit(tx, outbox).await?;
+        let mut leased = self.commit(tx, outbox).await?.leased;
         self.metrics().completion_batch(batch.len());
         Ok(results
             .into_iter()

@@ -24,9 +24,10 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
-use crate::store::batch::{self, Writes};
+use crate::store::batch::{self, Flushed, Writes};
 use crate::store::jobs::{JobRecord, JobWithWorkflow};
 use crate::store::listen::Notice;
+use crate::store::workflows::WorkflowRecord;
 use crate::store::{self, Pool, StoreError};
 use jobs::LeasedJob;
 
@@ -120,6 +121,16 @@ impl Outbox {
     }
 }
 
+/// What a committed transaction wrote, as stored.
+pub(crate) struct Committed {
+    /// Jobs leased to the caller (eager dispatch), ready to send.
+    pub leased: Vec<LeasedJob>,
+    /// Jobs created.
+    pub jobs: Vec<JobRecord>,
+    /// Workflows updated by steps.
+    pub workflows: Vec<WorkflowRecord>,
+}
+
 /// A job leased inside a transaction, with what its worker needs, and who gets it.
 pub(crate) struct Lease {
     /// The job.
@@ -203,14 +214,14 @@ impl Service {
 
     /// Sends the gathered writes and commits, then wakes this server's own waiters in memory,
     /// hands the notifications to the notifier for the other servers, and delivers the jobs
-    /// leased to waiting pollers. Returns the jobs leased to the caller. A notification lost
+    /// leased to waiting pollers. Returns what was written, with the jobs leased to the caller. A notification lost
     /// after the commit only delays a wake-up until the dispatcher's periodic re-check.
     pub(crate) async fn commit(
         &self,
         tx: store::Transaction<'_>,
         outbox: Outbox,
-    ) -> Result<Vec<LeasedJob>, ServiceError> {
-        let created = outbox.writes.flush(&tx).await?;
+    ) -> Result<Committed, ServiceError> {
+        let Flushed { jobs, workflows } = outbox.writes.flush(&tx).await?;
         tx.commit().await?;
         for notice in outbox.notices {
             self.dispatch.deliver(notice.clone());
@@ -218,7 +229,7 @@ impl Service {
         }
         let mut mine = Vec::new();
         for lease in outbox.leases {
-            let Some(job) = created.iter().find(|j| j.id == lease.job_id) else {
+            let Some(job) = jobs.iter().find(|j| j.id == lease.job_id) else {
                 return Err(ServiceError::Internal(format!(
                     "leased job {} was not created",
                     lease.job_id
@@ -237,7 +248,11 @@ impl Service {
                 }
             }
         }
-        Ok(mine)
+        Ok(Committed {
+            leased: mine,
+            jobs,
+            workflows,
+        })
     }
 
     /// The next job id, from the ids taken ahead.

@@ -12,8 +12,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::group::{self, Keyed, Queued};
-use super::workflows::{NewStart, Started, new_row, request_hash};
-use super::{Outbox, Service, ServiceError, to_i32};
+use super::workflows::{NewStart, Started, WorkflowView, new_row, request_hash};
+use super::{Committed, Outbox, Service, ServiceError, to_i32};
 use crate::store::workflows;
 
 /// A start, checked for shape, waiting for its batch.
@@ -153,16 +153,16 @@ impl Service {
         let inserted = workflows::insert_many(&tx, &rows).await?;
         let mut outbox = Outbox::new();
         for r in resolved.iter().flatten() {
-            if let Some(&(id, status)) = inserted.iter().find(|(id, _)| *id == r.id) {
-                self.enter_first(&tx, &r.new, (id, status), &r.graph, r.version, &mut outbox)
+            if let Some(row) = inserted.iter().find(|w| w.id == r.id) {
+                self.enter_first(&tx, &r.new, row, &r.graph, r.version, &mut outbox)
                     .await?;
             }
         }
-        self.commit(tx, outbox).await?;
-        // Read back on the same connection: taking a second one while holding this one would
-        // deadlock the pool under many concurrent starts.
-        let ids: Vec<Uuid> = inserted.iter().map(|(id, _)| *id).collect();
-        let mut views = self.views(&client, &ids).await?;
+        let Committed {
+            mut jobs,
+            mut workflows,
+            ..
+        } = self.commit(tx, outbox).await?;
         let mut results = Vec::with_capacity(batch.len());
         for r in resolved {
             let r = match r {
@@ -172,18 +172,27 @@ impl Service {
                     continue;
                 }
             };
-            let result = match views.iter().position(|v| v.workflow.id == r.id) {
-                Some(i) => Ok(Started {
-                    view: views.swap_remove(i),
+            // A running workflow is as its first step left it; a pending one as inserted.
+            let stored = take(&mut workflows, |w| w.id == r.id)
+                .or_else(|| inserted.iter().find(|w| w.id == r.id).cloned());
+            let result = match stored {
+                Some(workflow) => Ok(Started {
+                    view: WorkflowView {
+                        job: take(&mut jobs, |j| j.workflow_id == r.id),
+                        workflow,
+                    },
                     existing: false,
                 }),
-                None if inserted.iter().any(|(id, _)| *id == r.id) => Err(ServiceError::Internal(
-                    format!("workflow {} vanished after its start", r.id),
-                )),
                 None => self.existing_start(&client, &r.new).await,
             };
             results.push(result);
         }
         Ok(results)
     }
+}
+
+/// Removes and returns the first item matching `found`.
+fn take<T>(items: &mut Vec<T>, found: impl Fn(&T) -> bool) -> Option<T> {
+    let i = items.iter().position(found)?;
+    Some(items.swap_remove(i))
 }

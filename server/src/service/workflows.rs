@@ -169,12 +169,12 @@ impl Service {
             .await?;
         let hash = request_hash(new);
         let row = new_row(new, Uuid::now_v7(), &graph, version, &hash);
-        let Some(&(id, status)) = workflows::insert_many(tx, &[row]).await?.first() else {
+        let Some(inserted) = workflows::insert_many(tx, &[row]).await?.pop() else {
             return Ok(None);
         };
-        self.enter_first(tx, new, (id, status), &graph, version, outbox)
+        self.enter_first(tx, new, &inserted, &graph, version, outbox)
             .await?;
-        Ok(Some(id))
+        Ok(Some(inserted.id))
     }
 
     /// Records a new workflow's start and, unless it is PENDING, enters its first node.
@@ -182,7 +182,7 @@ impl Service {
         &self,
         tx: &impl GenericClient,
         new: &NewStart<'_>,
-        (id, status): (Uuid, WorkflowStatus),
+        inserted: &WorkflowRecord,
         graph: &Arc<Graph>,
         version: i32,
         outbox: &mut Outbox,
@@ -191,7 +191,8 @@ impl Service {
             data: Some(json!({ "graph": new.graph, "version": version, "start_at": new.start_at })),
             ..NewEvent::new(EventKind::WorkflowStarted, new.actor)
         };
-        if status != WorkflowStatus::Running {
+        let id = inserted.id;
+        if inserted.status != WorkflowStatus::Running {
             outbox.writes.append(id, [started]);
             return Ok(());
         }
@@ -214,27 +215,6 @@ impl Service {
         };
         self.apply(tx, apply, outbox).await?;
         Ok(())
-    }
-
-    /// Workflows with their current jobs, by id, in two queries.
-    pub(crate) async fn views(
-        &self,
-        client: &impl GenericClient,
-        ids: &[Uuid],
-    ) -> Result<Vec<WorkflowView>, ServiceError> {
-        let found = workflows::get_many(client, ids).await?;
-        let job_ids: Vec<i64> = found.iter().filter_map(|w| w.current_job_id).collect();
-        let mut jobs = jobs::get_many(client, &job_ids).await?;
-        Ok(found
-            .into_iter()
-            .map(|workflow| {
-                let job = workflow
-                    .current_job_id
-                    .and_then(|id| jobs.iter().position(|j| j.id == id))
-                    .map(|i| jobs.swap_remove(i));
-                WorkflowView { workflow, job }
-            })
-            .collect())
     }
 
     /// Reads a workflow with its current job.

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::StoreError;
 use super::events::NewEvent;
 use super::jobs::{JobRecord, JobState};
-use super::workflows::WorkflowStatus;
+use super::workflows::{WorkflowRecord, WorkflowStatus};
 
 /// A job to create, with its id taken from the sequence beforehand so that the step's events
 /// and its workflow row can name it in the same round trip.
@@ -80,6 +80,15 @@ pub struct WorkflowUpdate {
     pub clear_deadline: bool,
 }
 
+/// What a flush wrote, as stored.
+#[derive(Debug, Default)]
+pub struct Flushed {
+    /// Jobs created.
+    pub jobs: Vec<JobRecord>,
+    /// Workflows updated.
+    pub workflows: Vec<WorkflowRecord>,
+}
+
 /// Writes gathered for one transaction; [`Writes::flush`] sends them.
 #[derive(Debug, Default)]
 pub struct Writes {
@@ -119,8 +128,9 @@ impl Writes {
         self.events.extend(other.events);
     }
 
-    /// Sends every write, pipelined, and returns the jobs created, as stored.
-    pub async fn flush(self, client: &impl GenericClient) -> Result<Vec<JobRecord>, StoreError> {
+    /// Sends every write, pipelined, and returns the jobs created and the workflows updated,
+    /// as stored.
+    pub async fn flush(self, client: &impl GenericClient) -> Result<Flushed, StoreError> {
         let (ends, created, updated, appended) = tokio::join!(
             end_jobs(client, &self.ends),
             insert_jobs(client, &self.jobs),
@@ -128,16 +138,16 @@ impl Writes {
             append_events(client, &self.events),
         );
         let mut failure = None;
-        for e in [ends.err(), updated.err(), appended.err()]
-            .into_iter()
-            .flatten()
-        {
+        for e in [ends.err(), appended.err()].into_iter().flatten() {
             failure = Some(root_cause(failure, e));
         }
-        match (created, failure) {
-            (Ok(jobs), None) => Ok(jobs),
-            (Ok(_), Some(e)) => Err(e),
-            (Err(e), failure) => Err(root_cause(failure, e)),
+        let (jobs, workflows) = match (created, updated) {
+            (Ok(jobs), Ok(workflows)) => (jobs, workflows),
+            (Err(e), _) | (_, Err(e)) => return Err(root_cause(failure, e)),
+        };
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(Flushed { jobs, workflows }),
         }
     }
 }
@@ -192,11 +202,11 @@ async fn end_jobs(client: &impl GenericClient, ends: &[JobEnd]) -> Result<(), St
 
 /// A human node's job goes straight to the inbox and a job with a worker straight to that
 /// worker, both with their clock running; the lease is the heartbeat interval when shorter
-/// than the timeout.
+/// than the timeout. `created_at` is the moment of the insert, not the transaction's start.
 const INSERT_JOBS: &str = concat!(
     "INSERT INTO jobs AS j (id, workflow_id, node, operation, state, attempt, idempotency_key, \
        from_node, available_at, timeout_ms, heartbeat_ms, worker, lease_token, leased_at, \
-       lease_expires_at) OVERRIDING SYSTEM VALUE \
+       lease_expires_at, created_at) OVERRIDING SYSTEM VALUE \
      SELECT u.id, u.workflow_id, u.node, u.operation, \
        CASE WHEN u.operation IS NULL OR u.worker IS NOT NULL THEN 'active' ELSE 'ready' END, \
        u.attempt, u.key, u.from_node, now() + u.delay_ms * interval '1 millisecond', \
@@ -204,7 +214,8 @@ const INSERT_JOBS: &str = concat!(
        CASE WHEN u.worker IS NOT NULL THEN now() END, \
        CASE WHEN u.operation IS NULL THEN now() + u.timeout_ms * interval '1 millisecond' \
             WHEN u.worker IS NOT NULL THEN now() + least(coalesce(u.heartbeat_ms, u.timeout_ms), \
-              u.timeout_ms) * interval '1 millisecond' END \
+              u.timeout_ms) * interval '1 millisecond' END, \
+       clock_timestamp() \
      FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::text[], \
        $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::uuid[]) \
        AS u(id, workflow_id, node, operation, attempt, key, from_node, delay_ms, timeout_ms, \
@@ -261,7 +272,8 @@ async fn insert_jobs(
     rows.iter().map(JobRecord::from_row).collect()
 }
 
-const UPDATE_WORKFLOWS: &str = "UPDATE workflows w SET status = u.status, \
+const UPDATE_WORKFLOWS: &str = concat!(
+    "UPDATE workflows w SET status = u.status, \
        current_node = u.current_node, vars = u.vars, step_count = u.step_count, \
        streaks = u.streaks, outcome = u.outcome, incident_reason = u.reason, \
        incident_message = u.message, incident_node = u.node, incident_label = u.label, \
@@ -275,14 +287,17 @@ const UPDATE_WORKFLOWS: &str = "UPDATE workflows w SET status = u.status, \
        $13::bool[]) \
        AS u(id, status, current_node, vars, step_count, streaks, outcome, reason, message, \
             node, label, job_id, clear_deadline) \
-     WHERE w.id = u.id";
+     WHERE w.id = u.id \
+     RETURNING ",
+    super::workflows::workflow_columns!()
+);
 
 async fn update_workflows(
     client: &impl GenericClient,
     updates: &[WorkflowUpdate],
-) -> Result<(), StoreError> {
+) -> Result<Vec<WorkflowRecord>, StoreError> {
     if updates.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     fn incident(u: &WorkflowUpdate) -> Option<&(String, String, String, Option<String>)> {
         u.incident.as_ref()
@@ -313,8 +328,8 @@ async fn update_workflows(
     let jobs: Vec<Option<i64>> = updates.iter().map(|u| u.current_job_id).collect();
     let clear: Vec<bool> = updates.iter().map(|u| u.clear_deadline).collect();
     let stmt = client.prepare_cached(UPDATE_WORKFLOWS).await?;
-    client
-        .execute(
+    let rows = client
+        .query(
             &stmt,
             &[
                 &ids,
@@ -333,7 +348,7 @@ async fn update_workflows(
             ],
         )
         .await?;
-    Ok(())
+    rows.iter().map(WorkflowRecord::from_row).collect()
 }
 
 /// `WITH ORDINALITY` keeps the events in the order given, so their ids follow it.

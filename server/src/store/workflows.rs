@@ -203,7 +203,8 @@ pub struct NewWorkflow<'a> {
     pub deadline_ms: Option<i64>,
 }
 
-const INSERT_MANY: &str = "INSERT INTO workflows AS w (id, graph_name, graph_version, status, \
+const INSERT_MANY: &str = concat!(
+    "INSERT INTO workflows AS w (id, graph_name, graph_version, status, \
        input, vars, idempotency_key, request_hash, schedule_id, start_at, deadline_at) \
      SELECT u.id, u.graph_name, u.graph_version, \
        CASE WHEN u.start_at > now() THEN 'pending' ELSE 'running' END, u.input, u.input, u.key, \
@@ -213,15 +214,17 @@ const INSERT_MANY: &str = "INSERT INTO workflows AS w (id, graph_name, graph_ver
        $7::text[], $8::timestamptz[], $9::bigint[]) \
        AS u(id, graph_name, graph_version, input, key, hash, schedule_id, start_at, deadline_ms) \
      ON CONFLICT (idempotency_key) DO NOTHING \
-     RETURNING w.id, w.status";
+     RETURNING ",
+    workflow_columns!()
+);
 
 /// Inserts workflows in one statement, each PENDING when its start time is ahead of the
-/// database clock and RUNNING otherwise; returns the id and status of those inserted. One
-/// whose idempotency key exists already is left out (nothing is written for it).
+/// database clock and RUNNING otherwise; returns those inserted. One whose idempotency key
+/// exists already is left out (nothing is written for it).
 pub async fn insert_many(
     client: &impl GenericClient,
     rows: &[NewWorkflow<'_>],
-) -> Result<Vec<(Uuid, WorkflowStatus)>, StoreError> {
+) -> Result<Vec<WorkflowRecord>, StoreError> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let graphs: Vec<&str> = rows.iter().map(|r| r.graph_name).collect();
     let versions: Vec<i32> = rows.iter().map(|r| r.graph_version).collect();
@@ -241,9 +244,7 @@ pub async fn insert_many(
             ],
         )
         .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get(0)?, WorkflowStatus::parse(r.try_get(1)?)?)))
-        .collect()
+    rows.iter().map(WorkflowRecord::from_row).collect()
 }
 
 const GET: &str = concat!(
