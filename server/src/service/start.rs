@@ -56,6 +56,9 @@ impl Keyed for PendingStart {
 /// Starts waiting to be applied together.
 pub(crate) type Starts = group::Group<PendingStart, Started>;
 
+/// A graph as a start names it: name and version (0 for the latest).
+type GraphKey<'a> = (&'a str, u32);
+
 /// A start whose graph was found, with its new workflow's id.
 struct Resolved<'a> {
     new: NewStart<'a>,
@@ -123,7 +126,7 @@ impl Service {
         let tx = client.transaction().await?;
         let mut resolved = Vec::with_capacity(batch.len());
         // Each graph once per batch: most batches start many workflows of one graph.
-        let mut known: Vec<((&str, u32), (Arc<Graph>, i32))> = Vec::new();
+        let mut known: Vec<(GraphKey<'_>, (Arc<Graph>, i32))> = Vec::new();
         for pending in batch {
             let new = pending.as_new();
             let key = (new.graph, new.version);

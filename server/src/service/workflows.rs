@@ -220,10 +220,14 @@ impl Service {
     /// Reads a workflow with its current job.
     pub async fn get_workflow(&self, id: Uuid) -> Result<WorkflowView, ServiceError> {
         let client = self.pool().get().await?;
-        let workflow = workflows::get(&client, id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        self.view_with(&client, workflow).await
+        // Both reads in one round trip.
+        let (workflow, job) =
+            tokio::join!(workflows::get(&client, id), jobs::current_of(&client, id));
+        let workflow = workflow?.ok_or_else(|| not_found(id))?;
+        Ok(WorkflowView {
+            workflow,
+            job: job?,
+        })
     }
 
     async fn view_with(
