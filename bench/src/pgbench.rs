@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{Context, bail};
-use tokio_postgres::{Client, NoTls};
+
+use crate::db::connect;
 
 /// Where Debian and Ubuntu install each PostgreSQL major version: `<root>/<version>/bin`.
 const VERSIONED_ROOT: &str = "/usr/lib/postgresql";
@@ -172,18 +173,6 @@ async fn prepare(db_url: &str) -> anyhow::Result<()> {
     client.execute(FILL_WORKFLOWS, &[&WORKFLOW_ROWS]).await?;
     client.batch_execute(VACUUM).await?;
     Ok(())
-}
-
-async fn connect(db_url: &str) -> anyhow::Result<Client> {
-    let (client, connection) = tokio_postgres::connect(db_url, NoTls)
-        .await
-        .context("connecting to PostgreSQL")?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::warn!(%error, "benchmark's PostgreSQL connection failed");
-        }
-    });
-    Ok(client)
 }
 
 /// `pgbench` on PATH, else in the highest installed version's directory.

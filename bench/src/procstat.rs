@@ -1,25 +1,70 @@
-//! CPU time and peak memory of this process, and how busy the whole machine was, read from
-//! Linux's `/proc`. Readers return `None` where `/proc` is missing or unreadable; the parsers
-//! are pure.
+//! CPU time and memory of a process (this one, or the server's child process), and how busy
+//! the whole machine was, read from Linux's `/proc`. Readers return `None` where `/proc` is
+//! missing or unreadable; the parsers are pure.
 
 use std::fs;
 use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// Clock ticks per second of the CPU times in `/proc`: the kernel reports them in USER_HZ,
 /// which is 100 on every architecture Rondo builds for (`getconf CLK_TCK`).
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// User plus system CPU seconds this process has used so far (its threads included: here
-/// the server, the workers and the benchmark's clients).
-pub fn process_cpu_seconds() -> Option<f64> {
-    let ticks = parse_cpu_ticks(&fs::read_to_string("/proc/self/stat").ok()?)?;
-    // Tick counts stay far below 2^52, so the conversion is exact.
-    Some(ticks as f64 / TICKS_PER_SECOND)
+/// What `/proc/PID/clear_refs` takes to reset the peak resident memory (`VmHWM`) to the
+/// current resident memory (Linux 4.0 and later).
+const RESET_PEAK_RSS: &str = "5";
+
+/// One process as `/proc` shows it.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    /// `/proc/self` or `/proc/PID`.
+    dir: PathBuf,
 }
 
-/// Peak resident memory (`VmHWM`) of this process so far, in KiB.
-pub fn peak_rss_kib() -> Option<u64> {
-    parse_vm_hwm(&fs::read_to_string("/proc/self/status").ok()?)
+impl Proc {
+    /// This process: the workers and the benchmark's clients.
+    pub fn current() -> Proc {
+        Proc {
+            dir: PathBuf::from("/proc/self"),
+        }
+    }
+
+    /// The process `pid`, such as the server's child process.
+    pub fn of(pid: u32) -> Proc {
+        Proc {
+            dir: PathBuf::from(format!("/proc/{pid}")),
+        }
+    }
+
+    /// User plus system CPU seconds the process has used so far, all its threads included.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let ticks = parse_cpu_ticks(&fs::read_to_string(self.dir.join("stat")).ok()?)?;
+        // Tick counts stay far below 2^52, so the conversion is exact.
+        Some(ticks as f64 / TICKS_PER_SECOND)
+    }
+
+    /// Resident memory now (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        parse_status_kib(&self.status()?, "VmRSS")
+    }
+
+    /// Peak resident memory (`VmHWM`) since the process started or since
+    /// [`Proc::reset_peak_rss`], in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        parse_status_kib(&self.status()?, "VmHWM")
+    }
+
+    /// Resets the peak resident memory to the current one, so that the next
+    /// [`Proc::peak_rss_kib`] is the peak of what ran in between. False when the kernel
+    /// refused.
+    pub fn reset_peak_rss(&self) -> bool {
+        fs::write(self.dir.join("clear_refs"), RESET_PEAK_RSS).is_ok()
+    }
+
+    fn status(&self) -> Option<String> {
+        fs::read_to_string(self.dir.join("status")).ok()
+    }
 }
 
 /// The machine's CPU time so far, summed over all CPUs, in ticks.
@@ -45,21 +90,35 @@ impl HostCpu {
     }
 }
 
-/// CPU used while one phase of the benchmark ran.
+/// What one phase of the benchmark cost.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Usage {
-    /// CPU seconds of this process (server, workers and clients).
+    /// How long the phase ran.
+    pub wall: Duration,
+    /// CPU seconds of this process (workers and the benchmark's clients).
     pub process_cpu_s: Option<f64>,
+    /// CPU seconds of the server's process.
+    pub server_cpu_s: Option<f64>,
+    /// Peak resident memory of the server's process during the phase, in KiB; `None` when
+    /// the kernel would not reset the peak, so the phase's own peak is unknown.
+    pub server_peak_rss_kib: Option<u64>,
     /// Share of the whole machine's CPU time that was busy, PostgreSQL included, in percent.
     pub host_busy_pct: Option<f64>,
 }
 
-/// A phase's result together with the CPU it used.
+impl Usage {
+    /// The server's CPU time as a percentage of one core over the phase.
+    pub fn server_cpu_pct(&self) -> Option<f64> {
+        percent_of_one_core(self.server_cpu_s?, self.wall)
+    }
+}
+
+/// A phase's result together with what it cost.
 #[derive(Debug, Clone)]
 pub struct Measured<T> {
     /// What the phase returned.
     pub value: T,
-    /// CPU used meanwhile.
+    /// CPU and memory used meanwhile.
     pub usage: Usage,
 }
 
@@ -73,23 +132,39 @@ impl<T, E> Measured<Result<T, E>> {
     }
 }
 
-/// Runs `phase` and measures the CPU it used.
-pub async fn measured<T>(phase: impl Future<Output = T>) -> Measured<T> {
-    let process_before = process_cpu_seconds();
+/// Runs `phase` and measures the CPU it used, in this process, in the `server` process and
+/// on the whole machine, and the server's peak memory.
+pub async fn measured<T>(server: &Proc, phase: impl Future<Output = T>) -> Measured<T> {
+    let peak_reset = server.reset_peak_rss();
+    let process_before = Proc::current().cpu_seconds();
+    let server_before = server.cpu_seconds();
     let host_before = HostCpu::now();
+    let started = Instant::now();
     let value = phase.await;
+    let wall = started.elapsed();
     let host_after = HostCpu::now();
     Measured {
         value,
         usage: Usage {
-            process_cpu_s: process_cpu_seconds()
-                .zip(process_before)
-                .map(|(after, before)| after - before),
+            wall,
+            process_cpu_s: difference(Proc::current().cpu_seconds(), process_before),
+            server_cpu_s: difference(server.cpu_seconds(), server_before),
+            server_peak_rss_kib: server.peak_rss_kib().filter(|_| peak_reset),
             host_busy_pct: host_after
                 .zip(host_before)
                 .and_then(|(after, before)| after.busy_percent_since(&before)),
         },
     }
+}
+
+/// `after - before` when both were read.
+fn difference(after: Option<f64>, before: Option<f64>) -> Option<f64> {
+    Some(after? - before?)
+}
+
+/// `cpu_s` CPU seconds over `wall` as a percentage of one core; `None` for no time at all.
+pub fn percent_of_one_core(cpu_s: f64, wall: Duration) -> Option<f64> {
+    (!wall.is_zero()).then(|| cpu_s * 100.0 / wall.as_secs_f64())
 }
 
 /// utime + stime from the text of `/proc/PID/stat`. The command name in field 2 may hold
@@ -103,9 +178,11 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// The `VmHWM:  1234 kB` line of `/proc/PID/status`, in KiB.
-fn parse_vm_hwm(status: &str) -> Option<u64> {
-    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+/// The `{field}:  1234 kB` line of `/proc/PID/status`, in KiB.
+fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
     line.trim().strip_suffix("kB")?.trim().parse().ok()
 }
 
@@ -146,11 +223,19 @@ mod tests {
     }
 
     #[test]
-    fn vm_hwm_is_read_in_kib() {
-        let status =
-            "Name:\trondo-bench\nVmPeak:\t  900000 kB\nVmHWM:\t  123456 kB\nVmRSS:\t 100 kB\n";
-        assert_eq!(parse_vm_hwm(status), Some(123_456));
-        assert_eq!(parse_vm_hwm("Name:\tx\n"), None);
+    fn status_fields_are_read_in_kib() {
+        let status = "Name:\trondo-bench\nVmPeak:\t  900000 kB\nVmHWM:\t  123456 kB\n\
+                      VmRSS:\t     100 kB\nRssAnon:\t  80 kB\n";
+        assert_eq!(parse_status_kib(status, "VmHWM"), Some(123_456));
+        assert_eq!(parse_status_kib(status, "VmRSS"), Some(100));
+        assert_eq!(parse_status_kib("Name:\tx\n", "VmHWM"), None);
+    }
+
+    #[test]
+    fn a_status_field_is_matched_by_its_whole_name() {
+        let status = "VmRSSx:\t 7 kB\nVmRSS:\t 9 kB\n";
+        assert_eq!(parse_status_kib(status, "VmRSS"), Some(9));
+        assert_eq!(parse_status_kib("VmRSS:\t 9 MB\n", "VmRSS"), None);
     }
 
     #[test]
@@ -160,5 +245,24 @@ mod tests {
         assert_eq!(before.busy, 200);
         assert_eq!(after.busy_percent_since(&before), Some(50.0));
         assert_eq!(before.busy_percent_since(&before), None);
+    }
+
+    #[test]
+    fn cpu_share_of_one_core_divides_by_the_wall_time() {
+        assert_eq!(percent_of_one_core(0.5, Duration::from_secs(10)), Some(5.0));
+        assert_eq!(
+            percent_of_one_core(3.0, Duration::from_secs(2)),
+            Some(150.0)
+        );
+        assert_eq!(percent_of_one_core(1.0, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn this_process_reads_its_own_cpu_and_memory() {
+        let me = Proc::current();
+        assert!(me.cpu_seconds().is_some_and(|s| s >= 0.0));
+        let rss = me.rss_kib().unwrap();
+        assert!(me.peak_rss_kib().unwrap() >= rss);
+        assert_eq!(Proc::of(u32::MAX).cpu_seconds(), None);
     }
 }

@@ -2,9 +2,9 @@
 //! one-step workflows, and chains of sequential steps), and sequential round trips on an idle
 //! system (latency).
 //!
-//! Workers run in this process. Batches use the SDK's [`Worker`], as an application would.
-//! The latency workload polls with raw gRPC instead, because it needs each job's
-//! `created_at`, which the SDK's `Job` does not expose.
+//! Workers run in this process, the server in its own. Batches use the SDK's [`Worker`], as an
+//! application would. The latency workload polls with raw gRPC instead, because it needs each
+//! job's `created_at`, which the SDK's `Job` does not expose.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -23,13 +23,16 @@ use tokio::task::JoinSet;
 use tonic::transport::{Channel, Endpoint};
 
 /// The one operation of every benchmark graph.
-const OPERATION: &str = "bench.work";
+pub const OPERATION: &str = "bench.work";
 
 /// The label every benchmark job ends with.
-const LABEL: &str = "done";
+pub const LABEL: &str = "done";
 
-/// Graph of the throughput and latency workloads.
+/// Graph of the throughput, latency, one-job and memory workloads.
 pub const ONE_STEP_GRAPH: &str = "bench_one_step";
+
+/// The one node of [`ONE_STEP_GRAPH`].
+pub const ONE_STEP_NODE: &str = "work";
 
 /// Graph of the chain workload; [`chain_yaml`] writes it.
 pub const CHAIN_GRAPH: &str = "bench_chain";
@@ -43,8 +46,9 @@ nodes:
     on: { done: ~ }
 ";
 
-/// Long-poll wait of `AwaitWorkflow` and of the latency workload's `PollJobs`.
-const POLL_WAIT: Duration = Duration::from_secs(30);
+/// Long-poll wait of `AwaitWorkflow` and of every `PollJobs` of the benchmark: the server's
+/// default cap.
+pub const POLL_WAIT: Duration = Duration::from_secs(30);
 
 /// A workflow still running this long after it was first awaited means the server stalled.
 const STALL_LIMIT: Duration = Duration::from_secs(300);
@@ -179,7 +183,7 @@ impl Starter {
 }
 
 /// Awaits the workflow until it is done (COMPLETED, CANCELLED or STUCK).
-async fn await_done(client: &Client, id: &str) -> anyhow::Result<Workflow> {
+pub async fn await_done(client: &Client, id: &str) -> anyhow::Result<Workflow> {
     let give_up = Instant::now() + STALL_LIMIT;
     loop {
         let workflow = client.await_workflow(id, POLL_WAIT).await?;
@@ -199,7 +203,7 @@ async fn await_done(client: &Client, id: &str) -> anyhow::Result<Workflow> {
 
 /// Fails unless `workflow` COMPLETED after exactly `steps` steps, as every benchmark workflow
 /// must.
-fn check_completed(workflow: &Workflow, steps: u32) -> anyhow::Result<()> {
+pub fn check_completed(workflow: &Workflow, steps: u32) -> anyhow::Result<()> {
     if workflow.status != WorkflowStatus::Completed || workflow.step_count != steps {
         bail!(
             "workflow {} ended {:?} after {} steps (expected COMPLETED after {steps}); \
@@ -334,6 +338,7 @@ mod tests {
     #[test]
     fn one_step_graph_is_valid() {
         let def = rondo_engine::parse_yaml(ONE_STEP_YAML).unwrap();
+        assert_eq!(def.start, ONE_STEP_NODE);
         assert_eq!(def.validate().unwrap().graph.name(), ONE_STEP_GRAPH);
     }
 
