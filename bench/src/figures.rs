@@ -34,13 +34,25 @@ pub struct Figure {
     check: Option<Check>,
 }
 
-/// A figure's target and whether the run met it.
+/// A figure's target and what the run says of it.
 #[derive(Debug, Clone, PartialEq)]
 struct Check {
     /// The target as people read it, such as `< 5`.
     target: String,
-    /// True when met; a figure that was not measured does not meet its target.
-    pass: bool,
+    /// Met, missed, or not measured.
+    verdict: Verdict,
+}
+
+/// What a run says of a target.
+#[derive(Debug, Clone, PartialEq)]
+enum Verdict {
+    /// Met.
+    Pass,
+    /// Missed; also a figure that should have been measured and was not.
+    Fail,
+    /// Not measured, for the reason given (such as pgbench being skipped): neither met nor
+    /// missed.
+    NotMeasured(String),
 }
 
 /// Figures under a heading of the table.
@@ -89,10 +101,26 @@ impl Figure {
         &self.key
     }
 
-    /// The figure with `target`, checked against its unrounded value.
+    /// The figure with `target`, checked against its unrounded value. A figure without a
+    /// value misses it.
     pub fn against(self, target: Target) -> Figure {
         let pass = self.raw.is_some_and(|value| target.passes(value));
         self.with_check(target.describe(), pass)
+    }
+
+    /// As [`Figure::against`], except that a figure without a value whose measurement was
+    /// skipped, `skipped` saying why, has its target not measured instead of missed.
+    pub fn against_unless_skipped(self, target: Target, skipped: Option<&str>) -> Figure {
+        match (self.raw, skipped) {
+            (None, Some(reason)) => Figure {
+                check: Some(Check {
+                    target: target.describe(),
+                    verdict: Verdict::NotMeasured(reason.to_owned()),
+                }),
+                ..self
+            },
+            _ => self.against(target),
+        }
     }
 
     /// The figure with a target that is a rule of its own: `target` describes it, `pass`
@@ -100,7 +128,7 @@ impl Figure {
     pub fn with_check(mut self, target: impl Into<String>, pass: bool) -> Figure {
         self.check = Some(Check {
             target: target.into(),
-            pass,
+            verdict: if pass { Verdict::Pass } else { Verdict::Fail },
         });
         self
     }
@@ -132,9 +160,14 @@ pub fn table(sections: &[Section]) -> String {
             let (target, pass) = match &f.check {
                 Some(check) => {
                     let target = format!("{} {}", check.target, f.unit);
-                    (target, if check.pass { "pass" } else { "FAIL" })
+                    let pass = match &check.verdict {
+                        Verdict::Pass => "pass".to_owned(),
+                        Verdict::Fail => "FAIL".to_owned(),
+                        Verdict::NotMeasured(reason) => format!("not measured: {reason}"),
+                    };
+                    (target, pass)
                 }
-                None => (String::new(), ""),
+                None => (String::new(), String::new()),
             };
             let line = format!(
                 "  {:<LABEL_WIDTH$} {:>VALUE_WIDTH$}  {:<TARGET_WIDTH$} {pass}",
@@ -151,21 +184,35 @@ pub fn table(sections: &[Section]) -> String {
 
 /// Every figure as one line of JSON (no newline): `key: value` (numbers rounded to three
 /// decimals, `null` for what was not measured); for a figure with a target also
-/// `key_target` and `key_pass`; and `targets_failed`, the keys of the targets not met.
+/// `key_target` and `key_pass` (`null` for a target not measured); `targets_failed`, the keys
+/// of the targets missed; and `targets_not_measured`, the keys of those not measured.
 pub fn json(sections: &[Section]) -> String {
     let mut map = Map::new();
     let mut failed = Vec::new();
+    let mut not_measured = Vec::new();
     for f in sections.iter().flat_map(|section| &section.figures) {
         map.insert(f.key.clone(), f.value.clone());
         if let Some(check) = &f.check {
             map.insert(format!("{}_target", f.key), check.target.clone().into());
-            map.insert(format!("{}_pass", f.key), check.pass.into());
-            if !check.pass {
-                failed.push(Value::from(f.key.clone()));
-            }
+            let pass = match check.verdict {
+                Verdict::Pass => Value::Bool(true),
+                Verdict::Fail => {
+                    failed.push(Value::from(f.key.clone()));
+                    Value::Bool(false)
+                }
+                Verdict::NotMeasured(_) => {
+                    not_measured.push(Value::from(f.key.clone()));
+                    Value::Null
+                }
+            };
+            map.insert(format!("{}_pass", f.key), pass);
         }
     }
     map.insert("targets_failed".to_owned(), Value::Array(failed));
+    map.insert(
+        "targets_not_measured".to_owned(),
+        Value::Array(not_measured),
+    );
     Value::Object(map).to_string()
 }
 
@@ -203,11 +250,94 @@ mod tests {
         ]
     }
 
+    /// A section of figures whose targets may be not measured.
+    fn skippable() -> Section {
+        let skipped = Some("pgbench was skipped");
+        Section {
+            title: "ratios".to_owned(),
+            figures: vec![
+                number("ratio_skipped", "skipped ratio", None, "")
+                    .against_unless_skipped(Target::AtLeast(1.0), skipped),
+                number("ratio_low", "low ratio", Some(0.4), "")
+                    .against_unless_skipped(Target::AtLeast(0.5), None),
+                number("ratio_high", "high ratio", Some(1.2), "")
+                    .against_unless_skipped(Target::AtLeast(1.0), None),
+                number("ratio_missing", "missing ratio", None, "")
+                    .against_unless_skipped(Target::AtLeast(1.0), None),
+            ],
+        }
+    }
+
     #[test]
     fn targets_are_checked_before_rounding() {
         let shown = number("x", "x", Some(4.99961), "%").against(Target::Below(5.0));
         assert_eq!(shown.value, Value::from(5.0));
-        assert_eq!(shown.check.map(|c| c.pass), Some(true));
+        assert_eq!(shown.check.map(|c| c.verdict), Some(Verdict::Pass));
+    }
+
+    #[test]
+    fn only_a_skipped_measurement_leaves_its_target_not_measured() {
+        let verdicts: Vec<Option<Verdict>> = skippable()
+            .figures
+            .into_iter()
+            .map(|f| f.check.map(|c| c.verdict))
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                Some(Verdict::NotMeasured("pgbench was skipped".to_owned())),
+                Some(Verdict::Fail),
+                Some(Verdict::Pass),
+                Some(Verdict::Fail),
+            ]
+        );
+        let measured = number("x", "x", Some(0.4), "")
+            .against_unless_skipped(Target::AtLeast(0.5), Some("skipped"));
+        assert_eq!(
+            measured.check.map(|c| c.verdict),
+            Some(Verdict::Fail),
+            "a value is checked even with a reason to skip"
+        );
+    }
+
+    #[test]
+    fn a_target_not_measured_is_neither_met_nor_missed() {
+        let json: Value = serde_json::from_str(&json(&[skippable()])).unwrap();
+        assert_eq!(json["ratio_skipped"], Value::Null);
+        assert_eq!(json["ratio_skipped_target"], ">= 1");
+        assert_eq!(json["ratio_skipped_pass"], Value::Null);
+        assert_eq!(json["ratio_low_pass"], false);
+        assert_eq!(json["ratio_high_pass"], true);
+        assert_eq!(json["ratio_missing_pass"], false);
+        assert_eq!(
+            json["targets_failed"],
+            serde_json::json!(["ratio_low", "ratio_missing"])
+        );
+        assert_eq!(
+            json["targets_not_measured"],
+            serde_json::json!(["ratio_skipped"])
+        );
+
+        let table = table(&[skippable()]);
+        let line = |label: &str| {
+            table
+                .lines()
+                .find(|line| line.contains(label))
+                .unwrap()
+                .to_owned()
+        };
+        let skipped = line("skipped ratio");
+        assert!(skipped.contains(">= 1"), "{skipped}");
+        assert!(
+            skipped.ends_with("not measured: pgbench was skipped"),
+            "{skipped}"
+        );
+        assert!(
+            !skipped.contains("FAIL") && !skipped.contains("pass"),
+            "{skipped}"
+        );
+        assert!(line("low ratio").ends_with("FAIL"));
+        assert!(line("high ratio").ends_with("pass"));
     }
 
     #[test]
@@ -227,6 +357,7 @@ mod tests {
             json["targets_failed"],
             serde_json::json!(["idle_claims_per_s", "one_job_missing"])
         );
+        assert_eq!(json["targets_not_measured"], serde_json::json!([]));
     }
 
     #[test]

@@ -228,7 +228,7 @@ async fn run(sizes: Sizes) -> anyhow::Result<Report> {
     )
     .await;
     if let pgbench::Ceiling::Skipped(reason) = &ceiling.value {
-        eprintln!("pgbench skipped, ratios are null: {reason}");
+        eprintln!("pgbench skipped, ratios null and their targets not measured: {reason}");
     }
 
     let phase_peaks = [

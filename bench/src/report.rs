@@ -69,10 +69,6 @@ impl Report {
     }
 
     fn sections(&self) -> Vec<Section> {
-        let tps = match &self.ceiling.value {
-            Ceiling::Measured(result) => Some(result.tps),
-            Ceiling::Skipped(_) => None,
-        };
         vec![
             self.setup(),
             self.latency(),
@@ -83,23 +79,11 @@ impl Report {
             self.memory(),
             self.history(),
             self.ceiling(),
-            Section {
-                title: "ratios to the PostgreSQL ceiling".to_owned(),
-                figures: vec![
-                    number(
-                        "ratio_chain_steps_per_pgbench_tps",
-                        "chain steps/s / pgbench tps",
-                        ratio(self.chain_steps_per_s(&self.chains.value), tps),
-                        "",
-                    ),
-                    number(
-                        "ratio_throughput_per_pgbench_tps",
-                        "one-step workflows/s / pgbench tps",
-                        ratio(self.workflows_per_s(), tps),
-                        "",
-                    ),
-                ],
-            },
+            ratios(
+                self.chain_steps_per_s(&self.chains.value),
+                self.workflows_per_s(),
+                &self.ceiling.value,
+            ),
             self.whole_run(),
         ]
     }
@@ -172,46 +156,13 @@ impl Report {
     }
 
     fn latency(&self) -> Section {
-        let round_trip = Percentiles::of(&self.latency.value.round_trip_ms);
-        let dispatch = Percentiles::of(&self.latency.value.dispatch_ms);
         Section {
             title: format!(
                 "(c) latency: {} one-step workflows one at a time on an idle server",
                 self.sizes.latency_rounds
             ),
             figures: with_usage(
-                vec![
-                    number(
-                        "latency_round_trip_p50_ms",
-                        "StartWorkflow + AwaitWorkflow, p50",
-                        round_trip.map(|p| p.p50),
-                        "ms",
-                    ),
-                    number(
-                        "latency_round_trip_p99_ms",
-                        "StartWorkflow + AwaitWorkflow, p99",
-                        round_trip.map(|p| p.p99),
-                        "ms",
-                    ),
-                    number(
-                        "dispatch_latency_p50_ms",
-                        "job created_at -> worker has it, p50",
-                        dispatch.map(|p| p.p50),
-                        "ms",
-                    ),
-                    number(
-                        "dispatch_latency_p99_ms",
-                        "job created_at -> worker has it, p99",
-                        dispatch.map(|p| p.p99),
-                        "ms",
-                    ),
-                    figure(
-                        "dispatch_latency_samples",
-                        "jobs received",
-                        self.latency.value.dispatch_ms.len(),
-                        "",
-                    ),
-                ],
+                latency_figures(&self.latency.value),
                 "latency",
                 &self.latency.usage,
             ),
@@ -574,6 +525,91 @@ impl Report {
     }
 }
 
+/// Why the ratios to the PostgreSQL ceiling have no value when pgbench was skipped, as the
+/// table says it next to their targets.
+const PGBENCH_SKIPPED: &str = "pgbench skipped, see (d)";
+
+/// The percentiles of (c), with their targets.
+fn latency_figures(samples: &LatencySamples) -> Vec<Figure> {
+    let round_trip = Percentiles::of(&samples.round_trip_ms);
+    let dispatch = Percentiles::of(&samples.dispatch_ms);
+    vec![
+        number(
+            "latency_round_trip_p50_ms",
+            "StartWorkflow + AwaitWorkflow, p50",
+            round_trip.map(|p| p.p50),
+            "ms",
+        )
+        .against(targets::LATENCY_ROUND_TRIP_P50_MS),
+        number(
+            "latency_round_trip_p99_ms",
+            "StartWorkflow + AwaitWorkflow, p99",
+            round_trip.map(|p| p.p99),
+            "ms",
+        )
+        .against(targets::LATENCY_ROUND_TRIP_P99_MS),
+        number(
+            "dispatch_latency_p50_ms",
+            "job created_at -> worker has it, p50",
+            dispatch.map(|p| p.p50),
+            "ms",
+        )
+        .against(targets::DISPATCH_LATENCY_P50_MS),
+        number(
+            "dispatch_latency_p99_ms",
+            "job created_at -> worker has it, p99",
+            dispatch.map(|p| p.p99),
+            "ms",
+        ),
+        figure(
+            "dispatch_latency_samples",
+            "jobs received",
+            samples.dispatch_ms.len(),
+            "",
+        ),
+    ]
+}
+
+/// (b) and (a) per pgbench transaction of (d), with their targets; both targets are not
+/// measured (neither met nor missed) when pgbench was skipped.
+fn ratios(
+    chain_steps_per_s: Option<f64>,
+    workflows_per_s: Option<f64>,
+    ceiling: &Ceiling,
+) -> Section {
+    let (tps, skipped, title) = match ceiling {
+        Ceiling::Measured(result) => (
+            Some(result.tps),
+            None,
+            "ratios to the PostgreSQL ceiling (pgbench tps of (d))",
+        ),
+        Ceiling::Skipped(_) => (
+            None,
+            Some(PGBENCH_SKIPPED),
+            "ratios to the PostgreSQL ceiling: not measured, pgbench was skipped (why: see (d))",
+        ),
+    };
+    Section {
+        title: title.to_owned(),
+        figures: vec![
+            number(
+                "ratio_chain_steps_per_pgbench_tps",
+                "chain steps/s / pgbench tps",
+                ratio(chain_steps_per_s, tps),
+                "",
+            )
+            .against_unless_skipped(targets::RATIO_CHAIN_STEPS_PER_PGBENCH_TPS, skipped),
+            number(
+                "ratio_throughput_per_pgbench_tps",
+                "one-step workflows/s / pgbench tps",
+                ratio(workflows_per_s, tps),
+                "",
+            )
+            .against_unless_skipped(targets::RATIO_THROUGHPUT_PER_PGBENCH_TPS, skipped),
+        ],
+    }
+}
+
 /// `figures` followed by the [`usage_figures`] of their phase that they do not already have
 /// (a phase may give one of them a target).
 fn with_usage(mut figures: Vec<Figure>, prefix: &str, usage: &Usage) -> Vec<Figure> {
@@ -638,6 +674,7 @@ fn per_second(count: u64, wall: Duration) -> Option<f64> {
     (!wall.is_zero()).then(|| count as f64 / wall.as_secs_f64())
 }
 
+/// `numerator / denominator`; `None` when either is missing or the denominator is not positive.
 fn ratio(numerator: Option<f64>, denominator: Option<f64>) -> Option<f64> {
     let (n, d) = (numerator?, denominator?);
     (d > 0.0).then(|| n / d)
@@ -646,6 +683,7 @@ fn ratio(numerator: Option<f64>, denominator: Option<f64>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pgbench::PgbenchResult;
 
     #[test]
     fn a_ratio_needs_both_sides_and_a_positive_denominator() {
@@ -683,6 +721,123 @@ mod tests {
             ]
         );
         assert_eq!(figures[0], own);
+    }
+
+    /// The JSON of `sections`, parsed.
+    fn json_of(sections: Vec<Section>) -> serde_json::Value {
+        serde_json::from_str(&figures::json(&sections)).unwrap()
+    }
+
+    #[test]
+    fn latency_percentiles_are_held_to_their_targets() {
+        let samples = LatencySamples {
+            // p50 2.0 (meets <= 2), p99 9.0 (misses <= 5).
+            round_trip_ms: vec![1.0, 2.0, 2.0, 9.0],
+            // p50 1.5 (misses <= 1).
+            dispatch_ms: vec![1.5, 1.5, 3.0],
+        };
+        let json = json_of(vec![Section {
+            title: "(c)".to_owned(),
+            figures: latency_figures(&samples),
+        }]);
+        assert_eq!(json["latency_round_trip_p50_ms_target"], "<= 2");
+        assert_eq!(json["latency_round_trip_p50_ms_pass"], true);
+        assert_eq!(json["latency_round_trip_p99_ms_target"], "<= 5");
+        assert_eq!(json["latency_round_trip_p99_ms_pass"], false);
+        assert_eq!(json["dispatch_latency_p50_ms_target"], "<= 1");
+        assert_eq!(json["dispatch_latency_p50_ms_pass"], false);
+        assert!(
+            json.get("dispatch_latency_p99_ms_target").is_none(),
+            "the issue sets no target for the dispatch p99"
+        );
+        assert_eq!(
+            json["targets_failed"],
+            serde_json::json!(["latency_round_trip_p99_ms", "dispatch_latency_p50_ms"])
+        );
+    }
+
+    #[test]
+    fn no_latency_samples_miss_the_latency_targets() {
+        let json = json_of(vec![Section {
+            title: "(c)".to_owned(),
+            figures: latency_figures(&LatencySamples {
+                round_trip_ms: Vec::new(),
+                dispatch_ms: Vec::new(),
+            }),
+        }]);
+        assert_eq!(json["latency_round_trip_p50_ms"], serde_json::Value::Null);
+        assert_eq!(
+            json["targets_failed"],
+            serde_json::json!([
+                "latency_round_trip_p50_ms",
+                "latency_round_trip_p99_ms",
+                "dispatch_latency_p50_ms"
+            ])
+        );
+    }
+
+    #[test]
+    fn ratios_to_a_measured_ceiling_are_held_to_their_targets() {
+        let ceiling = Ceiling::Measured(PgbenchResult {
+            tps: 1000.0,
+            latency_avg_ms: None,
+        });
+        let json = json_of(vec![ratios(Some(1000.0), Some(400.0), &ceiling)]);
+        assert_eq!(json["ratio_chain_steps_per_pgbench_tps"], 1.0);
+        assert_eq!(json["ratio_chain_steps_per_pgbench_tps_target"], ">= 1");
+        assert_eq!(json["ratio_chain_steps_per_pgbench_tps_pass"], true);
+        assert_eq!(json["ratio_throughput_per_pgbench_tps"], 0.4);
+        assert_eq!(json["ratio_throughput_per_pgbench_tps_target"], ">= 0.5");
+        assert_eq!(json["ratio_throughput_per_pgbench_tps_pass"], false);
+        assert_eq!(
+            json["targets_failed"],
+            serde_json::json!(["ratio_throughput_per_pgbench_tps"])
+        );
+        assert_eq!(json["targets_not_measured"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn ratios_without_pgbench_are_not_measured_rather_than_failed() {
+        let ceiling = Ceiling::Skipped("pgbench not found".to_owned());
+        let section = ratios(Some(1000.0), Some(400.0), &ceiling);
+        assert!(
+            section.title.contains("pgbench was skipped"),
+            "{}",
+            section.title
+        );
+        let table = figures::table(std::slice::from_ref(&section));
+        for label in [
+            "chain steps/s / pgbench tps",
+            "one-step workflows/s / pgbench tps",
+        ] {
+            let line = table.lines().find(|line| line.contains(label)).unwrap();
+            assert!(
+                line.ends_with(&format!("not measured: {PGBENCH_SKIPPED}")),
+                "{line}"
+            );
+            assert!(!line.contains("FAIL"), "{line}");
+        }
+        let json = json_of(vec![section]);
+        assert_eq!(
+            json["ratio_chain_steps_per_pgbench_tps"],
+            serde_json::Value::Null
+        );
+        assert_eq!(
+            json["ratio_chain_steps_per_pgbench_tps_pass"],
+            serde_json::Value::Null
+        );
+        assert_eq!(
+            json["ratio_throughput_per_pgbench_tps_pass"],
+            serde_json::Value::Null
+        );
+        assert_eq!(json["targets_failed"], serde_json::json!([]));
+        assert_eq!(
+            json["targets_not_measured"],
+            serde_json::json!([
+                "ratio_chain_steps_per_pgbench_tps",
+                "ratio_throughput_per_pgbench_tps"
+            ])
+        );
     }
 
     #[test]

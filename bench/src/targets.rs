@@ -14,6 +14,26 @@ pub enum Target {
     Exactly(f64),
 }
 
+/// (c) One-step workflow round trip (`StartWorkflow`, then `AwaitWorkflow` until COMPLETED) on
+/// an idle server, median, in milliseconds.
+pub const LATENCY_ROUND_TRIP_P50_MS: Target = Target::AtMost(2.0);
+
+/// (c) The same round trip, 99th percentile, in milliseconds.
+pub const LATENCY_ROUND_TRIP_P99_MS: Target = Target::AtMost(5.0);
+
+/// (c) Dispatch latency on an idle server (a job's `created_at` to a worker holding it),
+/// median, in milliseconds.
+pub const DISPATCH_LATENCY_P50_MS: Target = Target::AtMost(1.0);
+
+/// (b) against (d): chain steps per second over pgbench's transactions per second on the same
+/// PostgreSQL server. A step needs at least the writes of one pgbench transaction, so at least
+/// one step per commit PostgreSQL can make.
+pub const RATIO_CHAIN_STEPS_PER_PGBENCH_TPS: Target = Target::AtLeast(1.0);
+
+/// (a) against (d): one-step workflows per second over pgbench's transactions per second. A
+/// workflow costs a start and a completion, so at least half of them.
+pub const RATIO_THROUGHPUT_PER_PGBENCH_TPS: Target = Target::AtLeast(0.5);
+
 /// (e) The server's CPU with 1,000 idle pollers, in percent of one core.
 pub const IDLE_SERVER_CPU_PCT: Target = Target::Below(5.0);
 
@@ -107,6 +127,31 @@ mod tests {
         assert_eq!(ONE_JOB_CLAIM_QUERIES.describe(), "<= 1");
         assert_eq!(HISTORY_CHAIN_RATIO.describe(), ">= 0.9");
         assert_eq!(ONE_JOB_POLLERS_WITH_JOB.describe(), "= 1");
+    }
+
+    #[test]
+    fn latency_targets_include_their_bound() {
+        assert!(LATENCY_ROUND_TRIP_P50_MS.passes(2.0));
+        assert!(!LATENCY_ROUND_TRIP_P50_MS.passes(2.001));
+        assert!(LATENCY_ROUND_TRIP_P99_MS.passes(5.0));
+        assert!(!LATENCY_ROUND_TRIP_P99_MS.passes(5.001));
+        assert!(DISPATCH_LATENCY_P50_MS.passes(1.0));
+        assert!(DISPATCH_LATENCY_P50_MS.passes(0.0));
+        assert!(!DISPATCH_LATENCY_P50_MS.passes(1.001));
+        assert_eq!(LATENCY_ROUND_TRIP_P50_MS.describe(), "<= 2");
+        assert_eq!(LATENCY_ROUND_TRIP_P99_MS.describe(), "<= 5");
+        assert_eq!(DISPATCH_LATENCY_P50_MS.describe(), "<= 1");
+    }
+
+    #[test]
+    fn ratio_targets_include_their_bound() {
+        assert!(RATIO_CHAIN_STEPS_PER_PGBENCH_TPS.passes(1.0));
+        assert!(RATIO_CHAIN_STEPS_PER_PGBENCH_TPS.passes(1.7));
+        assert!(!RATIO_CHAIN_STEPS_PER_PGBENCH_TPS.passes(0.999));
+        assert!(RATIO_THROUGHPUT_PER_PGBENCH_TPS.passes(0.5));
+        assert!(!RATIO_THROUGHPUT_PER_PGBENCH_TPS.passes(0.499));
+        assert_eq!(RATIO_CHAIN_STEPS_PER_PGBENCH_TPS.describe(), ">= 1");
+        assert_eq!(RATIO_THROUGHPUT_PER_PGBENCH_TPS.describe(), ">= 0.5");
     }
 
     #[test]
