@@ -129,7 +129,7 @@ impl Service {
             }
             results.push(Some(result.map(|c| (c, locked.workflow.id))));
         }
-        let mut leased = self.commit(tx, outbox).await?.leased;
+        let mut leased = self.commit(tx, outbox).await?;
         self.metrics().completion_batch(batch.len());
         Ok(results
             .into_iter()

@@ -336,13 +336,19 @@ impl Dispatcher {
     }
 
     /// Number of pollers waiting on this server, for metrics.
+    /// Counts armed pollers only: one still looking for jobs itself is not waiting yet.
     pub fn waiting_pollers(&self) -> usize {
         let queues = self.queues.lock().expect("dispatcher lock");
-        queues
+        let mut waiting: Vec<&Arc<Slot>> = queues
             .iter()
             .filter(|(k, _)| matches!(k, Key::Operation(_)))
-            .map(|(_, q)| q.len())
-            .sum()
+            .flat_map(|(_, q)| q.iter())
+            .filter(|s| s.handoff.lock().expect("slot lock").is_some())
+            .collect();
+        // A poller of several operations waits in several queues.
+        waiting.sort_by_key(|s| Arc::as_ptr(s));
+        waiting.dedup_by_key(|s| Arc::as_ptr(*s));
+        waiting.len()
     }
 
     /// Wakes the oldest not-yet-woken waiter for `key`; for a workflow, every waiter.
@@ -518,10 +524,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn dropping_a_waiter_unregisters_it() {
+    async fn only_armed_pollers_count_as_waiting_and_dropping_unregisters() {
         let d = Arc::new(Dispatcher::default());
-        let w = d.register(&ops(&["a"]));
-        assert_eq!(d.waiting_pollers(), 1);
+        let mut w = d.register(&ops(&["a", "b"]));
+        assert_eq!(d.waiting_pollers(), 0, "still looking for jobs itself");
+        w.arm("w");
+        assert_eq!(d.waiting_pollers(), 1, "counted once across its operations");
         drop(w);
         assert_eq!(d.waiting_pollers(), 0);
     }

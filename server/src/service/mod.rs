@@ -24,10 +24,9 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
-use crate::store::batch::{self, Flushed, Writes};
+use crate::store::batch::{self, Writes};
 use crate::store::jobs::{JobRecord, JobWithWorkflow};
 use crate::store::listen::Notice;
-use crate::store::workflows::WorkflowRecord;
 use crate::store::{self, Pool, StoreError};
 use jobs::LeasedJob;
 
@@ -121,16 +120,6 @@ impl Outbox {
     }
 }
 
-/// What a committed transaction wrote, as stored.
-pub(crate) struct Committed {
-    /// Jobs leased to the caller (eager dispatch), ready to send.
-    pub leased: Vec<LeasedJob>,
-    /// Jobs created.
-    pub jobs: Vec<JobRecord>,
-    /// Workflows updated by steps.
-    pub workflows: Vec<WorkflowRecord>,
-}
-
 /// A job leased inside a transaction, with what its worker needs, and who gets it.
 pub(crate) struct Lease {
     /// The job.
@@ -214,26 +203,36 @@ impl Service {
 
     /// Sends the gathered writes and commits, then wakes this server's own waiters in memory,
     /// hands the notifications to the notifier for the other servers, and delivers the jobs
-    /// leased to waiting pollers. Returns what was written, with the jobs leased to the caller. A notification lost
+    /// leased to waiting pollers. Returns the jobs leased to the caller. A notification lost
     /// after the commit only delays a wake-up until the dispatcher's periodic re-check.
     pub(crate) async fn commit(
         &self,
         tx: store::Transaction<'_>,
         outbox: Outbox,
-    ) -> Result<Committed, ServiceError> {
-        let Flushed { jobs, workflows } = outbox.writes.flush(&tx).await?;
+    ) -> Result<Vec<LeasedJob>, ServiceError> {
+        let jobs = outbox.writes.flush(&tx).await?;
         tx.commit().await?;
-        for notice in outbox.notices {
+        self.announce(outbox.notices, outbox.leases, &jobs)
+    }
+
+    /// After a commit: wakes this server's own waiters in memory, hands the notifications to
+    /// the notifier for the other servers, and delivers the jobs leased to waiting pollers.
+    /// Returns the jobs leased to the caller. A lease whose job was not written (its workflow
+    /// was not inserted after all) is dropped, which sends its poller back to look.
+    pub(crate) fn announce(
+        &self,
+        notices: Vec<Notice>,
+        leases: Vec<Lease>,
+        jobs: &[JobRecord],
+    ) -> Result<Vec<LeasedJob>, ServiceError> {
+        for notice in notices {
             self.dispatch.deliver(notice.clone());
             let _ = self.notifier.send(notice);
         }
         let mut mine = Vec::new();
-        for lease in outbox.leases {
+        for lease in leases {
             let Some(job) = jobs.iter().find(|j| j.id == lease.job_id) else {
-                return Err(ServiceError::Internal(format!(
-                    "leased job {} was not created",
-                    lease.job_id
-                )));
+                continue;
             };
             let leased = self.leased_job(&lease.graph, with_context(job.clone(), lease.context))?;
             if let Some(op) = &job.operation {
@@ -248,11 +247,7 @@ impl Service {
                 }
             }
         }
-        Ok(Committed {
-            leased: mine,
-            jobs,
-            workflows,
-        })
+        Ok(mine)
     }
 
     /// The next job id, from the ids taken ahead.

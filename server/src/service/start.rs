@@ -13,8 +13,10 @@ use uuid::Uuid;
 
 use super::group::{self, Keyed, Queued};
 use super::workflows::{NewStart, Started, WorkflowView, new_row, request_hash};
-use super::{Committed, Outbox, Service, ServiceError, to_i32};
-use crate::store::workflows;
+use super::{Outbox, Service, ServiceError, to_i32};
+use crate::store::batch;
+use crate::store::jobs::JobRecord;
+use crate::store::workflows::{self, WorkflowStatus};
 
 /// A start, checked for shape, waiting for its batch.
 pub(crate) struct PendingStart {
@@ -117,13 +119,14 @@ impl Service {
         }
     }
 
-    /// Applies a batch of starts in one transaction; each gets its answer.
+    /// Applies a batch of starts; each gets its answer. Starts due at once are written as
+    /// their first step leaves them, all with one statement (atomic by itself); delayed
+    /// starts go through one transaction.
     async fn try_starts(
         &self,
         batch: &[&PendingStart],
     ) -> Result<Vec<Result<Started, ServiceError>>, ServiceError> {
         let mut client = self.pool().get().await?;
-        let tx = client.transaction().await?;
         let mut resolved = Vec::with_capacity(batch.len());
         // Each graph once per batch: most batches start many workflows of one graph.
         let mut known: Vec<(GraphKey<'_>, (Arc<Graph>, i32))> = Vec::new();
@@ -132,40 +135,56 @@ impl Service {
             let key = (new.graph, new.version);
             let found = match known.iter().find(|(k, _)| *k == key) {
                 Some((_, found)) => Ok(found.clone()),
-                None => self.graph(&tx, new.graph, to_i32(new.version)).await,
+                None => self.graph(&client, new.graph, to_i32(new.version)).await,
             };
             if let Ok(found) = &found {
                 known.push((key, found.clone()));
             }
-            resolved.push(match found {
-                Ok((graph, version)) => Ok(Resolved {
-                    hash: request_hash(&new),
-                    new,
-                    id: Uuid::now_v7(),
-                    graph,
-                    version,
-                }),
-                Err(e) => Err(e),
-            });
+            resolved.push(found.map(|(graph, version)| Resolved {
+                hash: request_hash(&new),
+                new,
+                id: Uuid::now_v7(),
+                graph,
+                version,
+            }));
         }
-        let rows: Vec<_> = resolved
+
+        let mut outbox = Outbox::new();
+        let mut rows = Vec::new();
+        for r in resolved
             .iter()
             .flatten()
-            .map(|r| new_row(&r.new, r.id, &r.graph, r.version, &r.hash))
-            .collect();
-        let inserted = workflows::insert_many(&tx, &rows).await?;
-        let mut outbox = Outbox::new();
-        for r in resolved.iter().flatten() {
-            if let Some(row) = inserted.iter().find(|w| w.id == r.id) {
-                self.enter_first(&tx, &r.new, row, &r.graph, r.version, &mut outbox)
-                    .await?;
-            }
+            .filter(|r| r.new.start_at.is_none())
+        {
+            rows.push(new_row(&r.new, r.id, &r.graph, r.version, &r.hash));
+            let running = (r.id, WorkflowStatus::Running);
+            self.enter_first(&client, &r.new, running, &r.graph, r.version, &mut outbox)
+                .await?;
         }
-        let Committed {
-            mut jobs,
-            mut workflows,
-            ..
-        } = self.commit(tx, outbox).await?;
+        let mut started = match rows.is_empty() {
+            true => Vec::new(),
+            false => batch::insert_started(&client, &rows, outbox.writes).await?,
+        };
+        let jobs: Vec<JobRecord> = started.iter().filter_map(|(_, j)| j.clone()).collect();
+        self.announce(outbox.notices, outbox.leases, &jobs)?;
+
+        let mut delayed = Vec::new();
+        let delayed_starts: Vec<&Resolved<'_>> = resolved
+            .iter()
+            .flatten()
+            .filter(|r| r.new.start_at.is_some())
+            .collect();
+        if !delayed_starts.is_empty() {
+            let tx = client.transaction().await?;
+            let mut outbox = Outbox::new();
+            for r in delayed_starts {
+                if let Some(id) = self.insert_workflow(&tx, &r.new, &mut outbox).await? {
+                    delayed.push((r.id, id));
+                }
+            }
+            self.commit(tx, outbox).await?;
+        }
+
         let mut results = Vec::with_capacity(batch.len());
         for r in resolved {
             let r = match r {
@@ -175,20 +194,23 @@ impl Service {
                     continue;
                 }
             };
-            // A running workflow is as its first step left it; a pending one as inserted.
-            let stored = take(&mut workflows, |w| w.id == r.id)
-                .or_else(|| inserted.iter().find(|w| w.id == r.id).cloned());
-            let result = match stored {
-                Some(workflow) => Ok(Started {
-                    view: WorkflowView {
-                        job: take(&mut jobs, |j| j.workflow_id == r.id),
-                        workflow,
+            let inserted = match take(&mut started, |(w, _)| w.id == r.id) {
+                Some((workflow, job)) => Some(WorkflowView { workflow, job }),
+                None => match delayed.iter().find(|(mine, _)| *mine == r.id) {
+                    Some(&(_, id)) => match workflows::get(&client, id).await? {
+                        Some(workflow) => Some(self.view_with(&client, workflow).await?),
+                        None => None,
                     },
+                    None => None,
+                },
+            };
+            results.push(match inserted {
+                Some(view) => Ok(Started {
+                    view,
                     existing: false,
                 }),
                 None => self.existing_start(&client, &r.new).await,
-            };
-            results.push(result);
+            });
         }
         Ok(results)
     }

@@ -172,8 +172,15 @@ impl Service {
         let Some(inserted) = workflows::insert_many(tx, &[row]).await?.pop() else {
             return Ok(None);
         };
-        self.enter_first(tx, new, &inserted, &graph, version, outbox)
-            .await?;
+        self.enter_first(
+            tx,
+            new,
+            (inserted.id, inserted.status),
+            &graph,
+            version,
+            outbox,
+        )
+        .await?;
         Ok(Some(inserted.id))
     }
 
@@ -182,7 +189,7 @@ impl Service {
         &self,
         tx: &impl GenericClient,
         new: &NewStart<'_>,
-        inserted: &WorkflowRecord,
+        (id, status): (Uuid, WorkflowStatus),
         graph: &Arc<Graph>,
         version: i32,
         outbox: &mut Outbox,
@@ -191,8 +198,7 @@ impl Service {
             data: Some(json!({ "graph": new.graph, "version": version, "start_at": new.start_at })),
             ..NewEvent::new(EventKind::WorkflowStarted, new.actor)
         };
-        let id = inserted.id;
-        if inserted.status != WorkflowStatus::Running {
+        if status != WorkflowStatus::Running {
             outbox.writes.append(id, [started]);
             return Ok(());
         }
@@ -230,7 +236,7 @@ impl Service {
         })
     }
 
-    async fn view_with(
+    pub(crate) async fn view_with(
         &self,
         client: &impl GenericClient,
         workflow: WorkflowRecord,

@@ -5,6 +5,7 @@
 
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::StoreError;
@@ -80,15 +81,6 @@ pub struct WorkflowUpdate {
     pub clear_deadline: bool,
 }
 
-/// What a flush wrote, as stored.
-#[derive(Debug, Default)]
-pub struct Flushed {
-    /// Jobs created.
-    pub jobs: Vec<JobRecord>,
-    /// Workflows updated.
-    pub workflows: Vec<WorkflowRecord>,
-}
-
 /// Writes gathered for one transaction; [`Writes::flush`] sends them.
 #[derive(Debug, Default)]
 pub struct Writes {
@@ -128,9 +120,8 @@ impl Writes {
         self.events.extend(other.events);
     }
 
-    /// Sends every write, pipelined, and returns the jobs created and the workflows updated,
-    /// as stored.
-    pub async fn flush(self, client: &impl GenericClient) -> Result<Flushed, StoreError> {
+    /// Sends every write, pipelined, and returns the jobs created, as stored.
+    pub async fn flush(self, client: &impl GenericClient) -> Result<Vec<JobRecord>, StoreError> {
         let (ends, created, updated, appended) = tokio::join!(
             end_jobs(client, &self.ends),
             insert_jobs(client, &self.jobs),
@@ -138,16 +129,16 @@ impl Writes {
             append_events(client, &self.events),
         );
         let mut failure = None;
-        for e in [ends.err(), appended.err()].into_iter().flatten() {
+        for e in [ends.err(), updated.err(), appended.err()]
+            .into_iter()
+            .flatten()
+        {
             failure = Some(root_cause(failure, e));
         }
-        let (jobs, workflows) = match (created, updated) {
-            (Ok(jobs), Ok(workflows)) => (jobs, workflows),
-            (Err(e), _) | (_, Err(e)) => return Err(root_cause(failure, e)),
-        };
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(Flushed { jobs, workflows }),
+        match (created, failure) {
+            (Ok(jobs), None) => Ok(jobs),
+            (Ok(_), Some(e)) => Err(e),
+            (Err(e), failure) => Err(root_cause(failure, e)),
         }
     }
 }
@@ -200,29 +191,90 @@ async fn end_jobs(client: &impl GenericClient, ends: &[JobEnd]) -> Result<(), St
     Ok(())
 }
 
-/// A human node's job goes straight to the inbox and a job with a worker straight to that
-/// worker, both with their clock running; the lease is the heartbeat interval when shorter
-/// than the timeout. `created_at` is the moment of the insert, not the transaction's start.
+/// Inserts jobs from `u` (the columns of [`job_params`]). A human node's job goes straight to
+/// the inbox and a job with a worker straight to that worker, both with their clock running;
+/// the lease is the heartbeat interval when shorter than the timeout. `created_at` is the
+/// moment of the insert, not the transaction's start.
+macro_rules! insert_jobs_from {
+    ($source:literal) => {
+        concat!(
+            "INSERT INTO jobs AS j (id, workflow_id, node, operation, state, attempt, \
+               idempotency_key, from_node, available_at, timeout_ms, heartbeat_ms, worker, \
+               lease_token, leased_at, lease_expires_at, created_at) OVERRIDING SYSTEM VALUE \
+             SELECT u.id, u.workflow_id, u.node, u.operation, \
+               CASE WHEN u.operation IS NULL OR u.worker IS NOT NULL THEN 'active' ELSE 'ready' END, \
+               u.attempt, u.key, u.from_node, now() + u.delay_ms * interval '1 millisecond', \
+               u.timeout_ms, u.heartbeat_ms, u.worker, u.token, \
+               CASE WHEN u.worker IS NOT NULL THEN now() END, \
+               CASE WHEN u.operation IS NULL THEN now() + u.timeout_ms * interval '1 millisecond' \
+                    WHEN u.worker IS NOT NULL THEN now() + least(coalesce(u.heartbeat_ms, \
+                      u.timeout_ms), u.timeout_ms) * interval '1 millisecond' END, \
+               clock_timestamp() \
+             FROM ",
+            $source
+        )
+    };
+}
+
+/// Names the columns of [`job_params`].
+macro_rules! job_columns_of_u {
+    () => {
+        " AS u(id, workflow_id, node, operation, attempt, key, from_node, delay_ms, timeout_ms, \
+           heartbeat_ms, worker, token)"
+    };
+}
+
 const INSERT_JOBS: &str = concat!(
-    "INSERT INTO jobs AS j (id, workflow_id, node, operation, state, attempt, idempotency_key, \
-       from_node, available_at, timeout_ms, heartbeat_ms, worker, lease_token, leased_at, \
-       lease_expires_at, created_at) OVERRIDING SYSTEM VALUE \
-     SELECT u.id, u.workflow_id, u.node, u.operation, \
-       CASE WHEN u.operation IS NULL OR u.worker IS NOT NULL THEN 'active' ELSE 'ready' END, \
-       u.attempt, u.key, u.from_node, now() + u.delay_ms * interval '1 millisecond', \
-       u.timeout_ms, u.heartbeat_ms, u.worker, u.token, \
-       CASE WHEN u.worker IS NOT NULL THEN now() END, \
-       CASE WHEN u.operation IS NULL THEN now() + u.timeout_ms * interval '1 millisecond' \
-            WHEN u.worker IS NOT NULL THEN now() + least(coalesce(u.heartbeat_ms, u.timeout_ms), \
-              u.timeout_ms) * interval '1 millisecond' END, \
-       clock_timestamp() \
-     FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::text[], \
-       $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::uuid[]) \
-       AS u(id, workflow_id, node, operation, attempt, key, from_node, delay_ms, timeout_ms, \
-            heartbeat_ms, worker, token) \
-     RETURNING ",
+    insert_jobs_from!(
+        "unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::text[], \
+           $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::uuid[])"
+    ),
+    job_columns_of_u!(),
+    " RETURNING ",
     super::jobs::job_columns!()
 );
+
+/// Owned statement parameters.
+type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// The parameters as a statement takes them.
+fn refs(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+/// The twelve arrays that describe new jobs.
+fn job_params(jobs: &[NewJob]) -> Params {
+    let lease = |j: &NewJob| j.lease.clone();
+    vec![
+        Box::new(jobs.iter().map(|j| j.id).collect::<Vec<i64>>()),
+        Box::new(jobs.iter().map(|j| j.workflow_id).collect::<Vec<Uuid>>()),
+        Box::new(jobs.iter().map(|j| j.node.clone()).collect::<Vec<String>>()),
+        Box::new(jobs.iter().map(|j| j.operation.clone()).collect::<Vec<_>>()),
+        Box::new(jobs.iter().map(|j| j.attempt).collect::<Vec<i32>>()),
+        Box::new(
+            jobs.iter()
+                .map(|j| j.idempotency_key.clone())
+                .collect::<Vec<String>>(),
+        ),
+        Box::new(jobs.iter().map(|j| j.from_node.clone()).collect::<Vec<_>>()),
+        Box::new(jobs.iter().map(|j| j.delay_ms).collect::<Vec<i64>>()),
+        Box::new(jobs.iter().map(|j| j.timeout_ms).collect::<Vec<_>>()),
+        Box::new(jobs.iter().map(|j| j.heartbeat_ms).collect::<Vec<_>>()),
+        Box::new(
+            jobs.iter()
+                .map(|j| lease(j).map(|(w, _)| w))
+                .collect::<Vec<_>>(),
+        ),
+        Box::new(
+            jobs.iter()
+                .map(|j| lease(j).map(|(_, t)| t))
+                .collect::<Vec<_>>(),
+        ),
+    ]
+}
 
 async fn insert_jobs(
     client: &impl GenericClient,
@@ -231,49 +283,13 @@ async fn insert_jobs(
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
-    let workflows: Vec<Uuid> = jobs.iter().map(|j| j.workflow_id).collect();
-    let nodes: Vec<&str> = jobs.iter().map(|j| j.node.as_str()).collect();
-    let operations: Vec<Option<&str>> = jobs.iter().map(|j| j.operation.as_deref()).collect();
-    let attempts: Vec<i32> = jobs.iter().map(|j| j.attempt).collect();
-    let keys: Vec<&str> = jobs.iter().map(|j| j.idempotency_key.as_str()).collect();
-    let from: Vec<Option<&str>> = jobs.iter().map(|j| j.from_node.as_deref()).collect();
-    let delays: Vec<i64> = jobs.iter().map(|j| j.delay_ms).collect();
-    let timeouts: Vec<Option<i64>> = jobs.iter().map(|j| j.timeout_ms).collect();
-    let heartbeats: Vec<Option<i64>> = jobs.iter().map(|j| j.heartbeat_ms).collect();
-    let workers: Vec<Option<&str>> = jobs
-        .iter()
-        .map(|j| j.lease.as_ref().map(|(w, _)| w.as_str()))
-        .collect();
-    let tokens: Vec<Option<Uuid>> = jobs
-        .iter()
-        .map(|j| j.lease.as_ref().map(|(_, t)| *t))
-        .collect();
+    let params = job_params(jobs);
     let stmt = client.prepare_cached(INSERT_JOBS).await?;
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &ids,
-                &workflows,
-                &nodes,
-                &operations,
-                &attempts,
-                &keys,
-                &from,
-                &delays,
-                &timeouts,
-                &heartbeats,
-                &workers,
-                &tokens,
-            ],
-        )
-        .await?;
+    let rows = client.query(&stmt, &refs(&params)).await?;
     rows.iter().map(JobRecord::from_row).collect()
 }
 
-const UPDATE_WORKFLOWS: &str = concat!(
-    "UPDATE workflows w SET status = u.status, \
+const UPDATE_WORKFLOWS: &str = "UPDATE workflows w SET status = u.status, \
        current_node = u.current_node, vars = u.vars, step_count = u.step_count, \
        streaks = u.streaks, outcome = u.outcome, incident_reason = u.reason, \
        incident_message = u.message, incident_node = u.node, incident_label = u.label, \
@@ -287,17 +303,14 @@ const UPDATE_WORKFLOWS: &str = concat!(
        $13::bool[]) \
        AS u(id, status, current_node, vars, step_count, streaks, outcome, reason, message, \
             node, label, job_id, clear_deadline) \
-     WHERE w.id = u.id \
-     RETURNING ",
-    super::workflows::workflow_columns!()
-);
+     WHERE w.id = u.id";
 
 async fn update_workflows(
     client: &impl GenericClient,
     updates: &[WorkflowUpdate],
-) -> Result<Vec<WorkflowRecord>, StoreError> {
+) -> Result<(), StoreError> {
     if updates.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     fn incident(u: &WorkflowUpdate) -> Option<&(String, String, String, Option<String>)> {
         u.incident.as_ref()
@@ -328,8 +341,8 @@ async fn update_workflows(
     let jobs: Vec<Option<i64>> = updates.iter().map(|u| u.current_job_id).collect();
     let clear: Vec<bool> = updates.iter().map(|u| u.clear_deadline).collect();
     let stmt = client.prepare_cached(UPDATE_WORKFLOWS).await?;
-    let rows = client
-        .query(
+    client
+        .execute(
             &stmt,
             &[
                 &ids,
@@ -348,17 +361,83 @@ async fn update_workflows(
             ],
         )
         .await?;
-    rows.iter().map(WorkflowRecord::from_row).collect()
+    Ok(())
 }
 
-/// `WITH ORDINALITY` keeps the events in the order given, so their ids follow it.
-const APPEND_EVENTS: &str = "INSERT INTO events (workflow_id, kind, node, label, job_id, \
-       attempt, actor, message, data) \
-     SELECT workflow_id, kind, node, label, job_id, attempt, actor, message, data \
-     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::int[], \
-       $7::text[], $8::text[], $9::jsonb[]) WITH ORDINALITY \
-       AS u(workflow_id, kind, node, label, job_id, attempt, actor, message, data, n) \
-     ORDER BY n";
+/// Appends events from `u` (the columns of [`event_params`], with their ordinal `n`);
+/// `ORDER BY n` keeps them in the order given, so their ids follow it.
+macro_rules! append_events_from {
+    ($source:literal) => {
+        concat!(
+            "INSERT INTO events (workflow_id, kind, node, label, job_id, attempt, actor, \
+               message, data) \
+             SELECT workflow_id, kind, node, label, job_id, attempt, actor, message, data FROM ",
+            $source
+        )
+    };
+}
+
+/// Names the columns of [`event_params`] and their ordinal.
+macro_rules! event_columns_of_u {
+    () => {
+        " WITH ORDINALITY AS u(workflow_id, kind, node, label, job_id, attempt, actor, message, \
+           data, n)"
+    };
+}
+
+const APPEND_EVENTS: &str = concat!(
+    append_events_from!(
+        "unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::int[], \
+           $7::text[], $8::text[], $9::jsonb[])"
+    ),
+    event_columns_of_u!(),
+    " ORDER BY n"
+);
+
+/// The nine arrays that describe events.
+fn event_params(events: &[(Uuid, NewEvent)]) -> Params {
+    vec![
+        Box::new(events.iter().map(|(w, _)| *w).collect::<Vec<Uuid>>()),
+        Box::new(
+            events
+                .iter()
+                .map(|(_, e)| e.kind.as_str())
+                .collect::<Vec<&'static str>>(),
+        ),
+        Box::new(
+            events
+                .iter()
+                .map(|(_, e)| e.node.clone())
+                .collect::<Vec<_>>(),
+        ),
+        Box::new(
+            events
+                .iter()
+                .map(|(_, e)| e.label.clone())
+                .collect::<Vec<_>>(),
+        ),
+        Box::new(events.iter().map(|(_, e)| e.job_id).collect::<Vec<_>>()),
+        Box::new(events.iter().map(|(_, e)| e.attempt).collect::<Vec<_>>()),
+        Box::new(
+            events
+                .iter()
+                .map(|(_, e)| e.actor.clone())
+                .collect::<Vec<String>>(),
+        ),
+        Box::new(
+            events
+                .iter()
+                .map(|(_, e)| e.message.clone())
+                .collect::<Vec<_>>(),
+        ),
+        Box::new(
+            events
+                .iter()
+                .map(|(_, e)| e.data.clone())
+                .collect::<Vec<_>>(),
+        ),
+    ]
+}
 
 pub(crate) async fn append_events(
     client: &impl GenericClient,
@@ -367,23 +446,190 @@ pub(crate) async fn append_events(
     if events.is_empty() {
         return Ok(());
     }
-    let workflows: Vec<Uuid> = events.iter().map(|(w, _)| *w).collect();
-    let kinds: Vec<&str> = events.iter().map(|(_, e)| e.kind.as_str()).collect();
-    let nodes: Vec<Option<&str>> = events.iter().map(|(_, e)| e.node.as_deref()).collect();
-    let labels: Vec<Option<&str>> = events.iter().map(|(_, e)| e.label.as_deref()).collect();
-    let jobs: Vec<Option<i64>> = events.iter().map(|(_, e)| e.job_id).collect();
-    let attempts: Vec<Option<i32>> = events.iter().map(|(_, e)| e.attempt).collect();
-    let actors: Vec<&str> = events.iter().map(|(_, e)| e.actor.as_str()).collect();
-    let messages: Vec<Option<&str>> = events.iter().map(|(_, e)| e.message.as_deref()).collect();
-    let data: Vec<Option<&Value>> = events.iter().map(|(_, e)| e.data.as_ref()).collect();
+    let params = event_params(events);
     let stmt = client.prepare_cached(APPEND_EVENTS).await?;
-    client
-        .execute(
-            &stmt,
-            &[
-                &workflows, &kinds, &nodes, &labels, &jobs, &attempts, &actors, &messages, &data,
-            ],
-        )
-        .await?;
+    client.execute(&stmt, &refs(&params)).await?;
     Ok(())
+}
+
+/// New workflows written as their first step left them, with that step's jobs and events, in
+/// ONE statement: atomic by itself, so it needs no transaction around it. A workflow whose
+/// idempotency key exists already is left out, and so are its jobs and events.
+const INSERT_STARTED: &str = concat!(
+    "WITH w AS ( \
+       INSERT INTO workflows AS w (id, graph_name, graph_version, status, input, vars, \
+         idempotency_key, request_hash, schedule_id, deadline_at, current_node, step_count, \
+         streaks, outcome, incident_reason, incident_message, incident_node, incident_label, \
+         incident_at, current_job_id, ended_at) \
+       SELECT s.id, s.graph_name, s.graph_version, s.status, s.input, s.vars, s.key, s.hash, \
+         s.schedule_id, now() + s.deadline_ms * interval '1 millisecond', s.current_node, \
+         s.step_count, s.streaks, s.outcome, s.reason, s.message, s.inode, s.ilabel, \
+         CASE WHEN s.reason IS NULL THEN NULL ELSE now() END, s.job_id, \
+         CASE WHEN s.status IN ('completed', 'cancelled') THEN now() END \
+       FROM unnest($1::uuid[], $2::text[], $3::int[], $4::jsonb[], $5::text[], $6::text[], \
+         $7::text[], $8::bigint[], $9::text[], $10::text[], $11::jsonb[], $12::int[], \
+         $13::jsonb[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], \
+         $19::bigint[]) \
+         AS s(id, graph_name, graph_version, input, key, hash, schedule_id, deadline_ms, status, \
+              current_node, vars, step_count, streaks, outcome, reason, message, inode, ilabel, \
+              job_id) \
+       ON CONFLICT (idempotency_key) DO NOTHING \
+       RETURNING *), \
+     j AS (",
+    insert_jobs_from!(
+        "unnest($20::bigint[], $21::uuid[], $22::text[], $23::text[], $24::int[], $25::text[], \
+           $26::text[], $27::bigint[], $28::bigint[], $29::bigint[], $30::text[], $31::uuid[])"
+    ),
+    job_columns_of_u!(),
+    " WHERE u.workflow_id IN (SELECT id FROM w) RETURNING *), \
+     e AS (",
+    append_events_from!(
+        "unnest($32::uuid[], $33::text[], $34::text[], $35::text[], $36::bigint[], $37::int[], \
+           $38::text[], $39::text[], $40::jsonb[])"
+    ),
+    event_columns_of_u!(),
+    " WHERE u.workflow_id IN (SELECT id FROM w) ORDER BY n) \
+     SELECT ",
+    super::jobs::job_columns!(),
+    ", ",
+    super::workflows::workflow_columns!(),
+    " FROM w LEFT JOIN j ON j.workflow_id = w.id"
+);
+
+/// Writes new workflows in the state their first step left them (`writes` holds that step's
+/// workflow updates, jobs and events) with one statement, and returns each one inserted with
+/// its job. `rows` and the updates must name the same workflows.
+pub async fn insert_started(
+    client: &impl GenericClient,
+    rows: &[super::workflows::NewWorkflow<'_>],
+    writes: Writes,
+) -> Result<Vec<(WorkflowRecord, Option<JobRecord>)>, StoreError> {
+    let mut started = Vec::with_capacity(rows.len());
+    for row in rows {
+        let update = writes
+            .workflows
+            .iter()
+            .find(|u| u.id == row.id)
+            .ok_or_else(|| StoreError::Corrupt(format!("workflow {} started no step", row.id)))?;
+        started.push((row, update));
+    }
+    let incident = |i: usize| {
+        started.iter().map(move |(_, u)| {
+            u.incident.as_ref().map(|inc| match i {
+                0 => inc.0.clone(),
+                1 => inc.1.clone(),
+                _ => inc.2.clone(),
+            })
+        })
+    };
+    let mut params: Params = vec![
+        Box::new(started.iter().map(|(r, _)| r.id).collect::<Vec<Uuid>>()),
+        Box::new(
+            started
+                .iter()
+                .map(|(r, _)| r.graph_name.to_owned())
+                .collect::<Vec<String>>(),
+        ),
+        Box::new(
+            started
+                .iter()
+                .map(|(r, _)| r.graph_version)
+                .collect::<Vec<i32>>(),
+        ),
+        Box::new(
+            started
+                .iter()
+                .map(|(r, _)| r.input.clone())
+                .collect::<Vec<Value>>(),
+        ),
+        Box::new(
+            started
+                .iter()
+                .map(|(r, _)| r.idempotency_key.map(str::to_owned))
+                .collect::<Vec<_>>(),
+        ),
+        Box::new(
+            started
+                .iter()
+                .map(|(r, _)| r.request_hash.map(str::to_owned))
+                .collect::<Vec<_>>(),
+        ),
+        Box::new(
+            started
+                .iter()
+                .map(|(r, _)| r.schedule_id.map(str::to_owned))
+                .collect::<Vec<_>>(),
+        ),
+        Box::new(
+            started
+                .iter()
+                .map(|(r, _)| r.deadline_ms)
+                .collect::<Vec<_>>(),
+        ),
+        Box::new(
+            started
+                .iter()
+                .map(|(_, u)| u.status.as_str())
+                .collect::<Vec<&'static str>>(),
+        ),
+        Box::new(
+            started
+                .iter()
+                .map(|(_, u)| u.current_node.clone())
+                .collect::<Vec<_>>(),
+        ),
+        Box::new(
+            started
+                .iter()
+                .map(|(_, u)| u.vars.clone())
+                .collect::<Vec<Value>>(),
+        ),
+        Box::new(
+            started
+                .iter()
+                .map(|(_, u)| u.step_count)
+                .collect::<Vec<i32>>(),
+        ),
+        Box::new(
+            started
+                .iter()
+                .map(|(_, u)| u.streaks.clone())
+                .collect::<Vec<Value>>(),
+        ),
+        Box::new(
+            started
+                .iter()
+                .map(|(_, u)| u.outcome.clone())
+                .collect::<Vec<_>>(),
+        ),
+        Box::new(incident(0).collect::<Vec<_>>()),
+        Box::new(incident(1).collect::<Vec<_>>()),
+        Box::new(incident(2).collect::<Vec<_>>()),
+        Box::new(
+            started
+                .iter()
+                .map(|(_, u)| u.incident.as_ref().and_then(|i| i.3.clone()))
+                .collect::<Vec<_>>(),
+        ),
+        Box::new(
+            started
+                .iter()
+                .map(|(_, u)| u.current_job_id)
+                .collect::<Vec<_>>(),
+        ),
+    ];
+    params.extend(job_params(&writes.jobs));
+    params.extend(event_params(&writes.events));
+    let stmt = client.prepare_cached(INSERT_STARTED).await?;
+    let rows = client.query(&stmt, &refs(&params)).await?;
+    rows.iter()
+        .map(|row| {
+            let job = match row.try_get::<_, Option<i64>>(0)? {
+                Some(_) => Some(JobRecord::from_row(row)?),
+                None => None,
+            };
+            let workflow = WorkflowRecord::from_row_offset(row, super::jobs::JOB_COLUMN_COUNT)?;
+            Ok((workflow, job))
+        })
+        .collect()
 }

@@ -359,7 +359,7 @@ impl LockedJob {
 }
 
 /// Number of columns in `job_columns!()`.
-const JOB_COLUMN_COUNT: usize = 20;
+pub(crate) const JOB_COLUMN_COUNT: usize = 20;
 use super::workflows::WORKFLOW_COLUMN_COUNT;
 
 const RELEASE: &str = "UPDATE jobs SET state = 'ready', lease_token = NULL, worker = NULL, \
