@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::group::{self, Keyed, Queued};
 use super::jobs::{Completed, Completion};
 use super::{Outbox, Service, ServiceError};
-use crate::store::jobs;
+use crate::store::{PipelinedTx, jobs};
 
 /// A completion, checked for shape, waiting for its batch.
 pub(crate) struct Pending {
@@ -104,10 +104,9 @@ impl Service {
         &self,
         batch: &[&Pending],
     ) -> Result<Vec<Option<Result<Completed, ServiceError>>>, ServiceError> {
-        let mut client = self.pool().get().await?;
-        let tx = client.transaction().await?;
+        let tx = PipelinedTx::new(self.pool().get().await?);
         let ids: Vec<i64> = batch.iter().map(|p| p.job_id).collect();
-        let locked = jobs::lock_many(&tx, &ids).await?;
+        let locked = tx.begin_with(jobs::lock_many(tx.client(), &ids)).await?;
         let mut outbox = Outbox::new();
         let mut workflows = HashSet::new();
         let mut results = Vec::with_capacity(batch.len());
@@ -122,14 +121,14 @@ impl Service {
             }
             let mut step = Outbox::new();
             let result = self
-                .complete_locked(&tx, pending, locked, &mut outbox, &mut step)
+                .complete_locked(tx.client(), pending, locked, &mut outbox, &mut step)
                 .await;
             if result.is_ok() {
                 outbox.extend(step);
             }
             results.push(Some(result.map(|c| (c, locked.workflow.id))));
         }
-        let mut leased = self.commit(tx, outbox).await?;
+        let mut leased = self.commit_pipelined(tx, outbox).await?;
         self.metrics().completion_batch(batch.len());
         Ok(results
             .into_iter()

@@ -215,6 +215,19 @@ impl Service {
         self.announce(outbox.notices, outbox.leases, &jobs)
     }
 
+    /// Like [`Service::commit`] for a pipelined transaction: the writes and the COMMIT go in
+    /// one round trip.
+    pub(crate) async fn commit_pipelined(
+        &self,
+        tx: store::PipelinedTx,
+        outbox: Outbox,
+    ) -> Result<Vec<LeasedJob>, ServiceError> {
+        outbox.writes.prepare(tx.client()).await?;
+        let jobs = tx.commit_with(outbox.writes.flush(tx.client())).await?;
+        drop(tx);
+        self.announce(outbox.notices, outbox.leases, &jobs)
+    }
+
     /// After a commit: wakes this server's own waiters in memory, hands the notifications to
     /// the notifier for the other servers, and delivers the jobs leased to waiting pollers.
     /// Returns the jobs leased to the caller. A lease whose job was not written (its workflow

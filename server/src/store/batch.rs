@@ -120,6 +120,23 @@ impl Writes {
         self.events.extend(other.events);
     }
 
+    /// Prepares the statements [`Writes::flush`] will send, so that flushing sends them all
+    /// at once (see [`super::PipelinedTx::commit_with`]).
+    pub async fn prepare(&self, client: &impl GenericClient) -> Result<(), StoreError> {
+        let needed = [
+            (!self.ends.is_empty(), END_JOBS),
+            (!self.jobs.is_empty(), INSERT_JOBS),
+            (!self.workflows.is_empty(), UPDATE_WORKFLOWS),
+            (!self.events.is_empty(), APPEND_EVENTS),
+        ];
+        for (needed, query) in needed {
+            if needed {
+                client.prepare_cached(query).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Sends every write, pipelined, and returns the jobs created, as stored.
     pub async fn flush(self, client: &impl GenericClient) -> Result<Vec<JobRecord>, StoreError> {
         let (ends, created, updated, appended) = tokio::join!(

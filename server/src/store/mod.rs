@@ -100,3 +100,65 @@ pub fn migration_fingerprint() -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+/// A transaction whose BEGIN and COMMIT travel in the same round trip as the statements next
+/// to them: tokio-postgres sends requests in the order their futures are first polled, and
+/// PostgreSQL runs them in that order. Dropped before it commits, it takes its connection out
+/// of the pool, which closes it, so PostgreSQL rolls the transaction back and nothing
+/// half-done goes back to the pool.
+pub struct PipelinedTx {
+    client: Option<deadpool_postgres::Object>,
+    committed: std::sync::atomic::AtomicBool,
+}
+
+impl PipelinedTx {
+    /// A transaction on `client`; BEGIN goes out with [`PipelinedTx::begin_with`].
+    pub fn new(client: deadpool_postgres::Object) -> Self {
+        PipelinedTx {
+            client: Some(client),
+            committed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The connection, for statements inside the transaction.
+    pub fn client(&self) -> &deadpool_postgres::Object {
+        self.client
+            .as_ref()
+            .expect("a transaction holds its connection until dropped")
+    }
+
+    /// Sends BEGIN, then `first` (a statement on [`PipelinedTx::client`]), in one round trip.
+    pub async fn begin_with<T>(
+        &self,
+        first: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let (begin, first) = tokio::join!(self.client().batch_execute("BEGIN"), first);
+        begin?;
+        first
+    }
+
+    /// Sends `last`, then COMMIT, in one round trip, and commits when `last` succeeded (a
+    /// COMMIT after a failed statement rolls back). Every statement `last` runs must be
+    /// prepared already, or its execution would follow the COMMIT.
+    pub async fn commit_with<T>(
+        &self,
+        last: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let (last, commit) = tokio::join!(last, self.client().batch_execute("COMMIT"));
+        let value = last?;
+        commit?;
+        self.committed
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(value)
+    }
+}
+
+impl Drop for PipelinedTx {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take()
+            && !self.committed.load(std::sync::atomic::Ordering::Acquire)
+        {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}

@@ -141,3 +141,44 @@ async fn completions_sent_together_are_committed_together_and_each_answered() {
         "{applied} completions sent together took {batches} transactions"
     );
 }
+
+#[tokio::test]
+async fn a_completion_the_database_rejects_fails_alone_and_the_rest_of_its_batch_commits() {
+    const N: usize = 12;
+    let server = TestServer::start().await;
+    let mut c = clients(&server).await;
+    put_yaml(&mut c, ONE_STEP).await;
+    for _ in 0..N {
+        start(&mut c, "one", "{}").await;
+    }
+    let mut jobs = Vec::new();
+    while jobs.len() < N {
+        let req = poll_request("test.work", 64, Duration::from_secs(5));
+        jobs.extend(c.workers.poll_jobs(req).await.unwrap().into_inner().jobs);
+    }
+    // PostgreSQL refuses a NUL character inside jsonb text; JSON itself allows it.
+    let answers = jobs.iter().enumerate().map(|(i, job)| {
+        let mut c = c.clone();
+        let job = job.clone();
+        let output = if i == 0 { r#"{"bad": "\u0000"}"# } else { "{}" };
+        async move { complete(&mut c, &job, "done", output).await }
+    });
+    let answers = futures::future::join_all(answers).await;
+    assert!(answers[0].is_err(), "the rejected completion fails");
+    for answer in &answers[1..] {
+        assert!(answer.is_ok(), "the others commit: {answer:?}");
+    }
+    let open = await_done(&mut c, &jobs[0].workflow_id, Duration::from_millis(10)).await;
+    assert_eq!(
+        open.status(),
+        v1::WorkflowStatus::Running,
+        "nothing of it was written"
+    );
+    for job in &jobs[1..] {
+        let done = await_done(&mut c, &job.workflow_id, Duration::from_secs(5)).await;
+        assert_eq!(done.status(), v1::WorkflowStatus::Completed);
+    }
+    // Connections of failed transactions never go back to the pool half-done.
+    let retry = complete(&mut c, &jobs[0], "done", "{}").await.unwrap();
+    assert_eq!(retry.workflow_status(), v1::WorkflowStatus::Completed);
+}
