@@ -29,8 +29,9 @@ struct Slot {
     woken: AtomicBool,
     /// Wakes the waiting task (keeps a permit if it is not waiting yet).
     notify: Notify,
-    /// A poller ready to take a job in memory: its worker identity and where to send the job.
-    handoff: Mutex<Option<(String, oneshot::Sender<LeasedJob>)>>,
+    /// A poller ready to take a job in memory: its worker identity, its operations (sorted)
+    /// and where to send the job.
+    handoff: Mutex<Option<Handoff>>,
     /// Set when the poller was taken for a job being created.
     reserved: AtomicBool,
 }
@@ -46,6 +47,14 @@ pub struct Waiter {
     epoch: u64,
 }
 
+/// Where a job for an armed poller goes.
+#[derive(Debug)]
+struct Handoff {
+    worker: String,
+    operations: Vec<String>,
+    sender: oneshot::Sender<LeasedJob>,
+}
+
 /// How a poller's wait ended.
 #[derive(Debug)]
 pub enum Wake {
@@ -53,6 +62,9 @@ pub enum Wake {
     Job(Box<LeasedJob>),
     /// Jobs may be ready: look.
     Woken,
+    /// It was taken for a job that did not come to it after all (the creating transaction
+    /// failed, or a claim made for it found too few jobs): look unless known empty.
+    Dropped,
     /// Nothing came before the deadline (or the server is stopping).
     TimedOut,
 }
@@ -129,7 +141,20 @@ impl Waiter {
     /// poller has found nothing itself, so jobs go to pollers that are really waiting.
     pub fn arm(&mut self, worker: &str) {
         let (sender, receiver) = oneshot::channel();
-        *self.slot.handoff.lock().expect("slot lock") = Some((worker.to_owned(), sender));
+        let mut operations: Vec<String> = self
+            .keys
+            .iter()
+            .filter_map(|k| match k {
+                Key::Operation(op) => Some(op.clone()),
+                Key::Workflow(_) => None,
+            })
+            .collect();
+        operations.sort();
+        *self.slot.handoff.lock().expect("slot lock") = Some(Handoff {
+            worker: worker.to_owned(),
+            operations,
+            sender,
+        });
         self.job = Some(receiver);
     }
 
@@ -169,7 +194,7 @@ fn handed_over(
     *job = None;
     match handed {
         Ok(leased) => Wake::Job(Box::new(leased)),
-        Err(_) => Wake::Woken,
+        Err(_) => Wake::Dropped,
     }
 }
 
@@ -260,13 +285,62 @@ impl Dispatcher {
                 .lock()
                 .expect("slot lock")
                 .take()
-                .map(|(worker, sender)| Reservation { worker, sender });
+                .map(|h| Reservation {
+                    worker: h.worker,
+                    sender: h.sender,
+                });
             break;
         }
         if queue.is_empty() {
             queues.remove(&key);
         }
         reservation
+    }
+
+    /// Takes up to `n` armed pollers waiting here for exactly `operations`, oldest first, so
+    /// that one claim query can lease jobs for them too.
+    pub fn reserve_peers(&self, operations: &[String], n: usize) -> Vec<Reservation> {
+        let mut wanted = operations.to_vec();
+        wanted.sort();
+        let Some(first) = wanted.first() else {
+            return Vec::new();
+        };
+        let key = Key::Operation(first.clone());
+        let mut queues = self.queues.lock().expect("dispatcher lock");
+        let Some(queue) = queues.get_mut(&key) else {
+            return Vec::new();
+        };
+        let mut taken = Vec::new();
+        let mut i = 0;
+        while i < queue.len() && taken.len() < n {
+            let peer = queue[i]
+                .handoff
+                .lock()
+                .expect("slot lock")
+                .as_ref()
+                .is_some_and(|h| h.operations == wanted);
+            if !peer {
+                i += 1;
+                continue;
+            }
+            let Some(slot) = queue.remove(i) else {
+                break;
+            };
+            if slot.woken.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            slot.reserved.store(true, Ordering::Release);
+            if let Some(h) = slot.handoff.lock().expect("slot lock").take() {
+                taken.push(Reservation {
+                    worker: h.worker,
+                    sender: h.sender,
+                });
+            }
+        }
+        if queue.is_empty() {
+            queues.remove(&key);
+        }
+        taken
     }
 
     /// True when the last claims found every one of `operations` empty and nothing said
@@ -600,6 +674,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn peers_are_armed_pollers_of_exactly_the_same_operations_oldest_first() {
+        let d = Arc::new(Dispatcher::default());
+        let mut other = d.register(&ops(&["a", "b"]));
+        other.arm("other");
+        let _unarmed = d.register(&ops(&["a"]));
+        let mut peers = Vec::new();
+        for i in 0..3 {
+            let mut w = d.register(&ops(&["a"]));
+            w.arm(&format!("p{i}"));
+            peers.push(w);
+        }
+        let taken = d.reserve_peers(&ops(&["a"]), 2);
+        let workers: Vec<&str> = taken.iter().map(Reservation::worker).collect();
+        assert_eq!(workers, ["p0", "p1"]);
+        let rest = d.reserve_peers(&ops(&["a"]), 10);
+        assert_eq!(
+            rest.len(),
+            1,
+            "one peer left; `other` polls for more operations"
+        );
+        assert_eq!(d.reserve_peers(&ops(&["b", "a"]), 10)[0].worker(), "other");
+        drop(taken);
+        let deadline = Instant::now() + Duration::from_millis(20);
+        assert!(
+            matches!(peers[0].wait_for_job(deadline).await, Wake::Dropped),
+            "a peer whose claim found nothing looks again"
+        );
+    }
+
+    #[tokio::test]
     async fn a_reserved_poller_waits_past_its_deadline_for_the_job() {
         let d = Arc::new(Dispatcher::default());
         let mut waiter = d.register(&ops(&["a"]));
@@ -621,7 +725,7 @@ mod tests {
         waiter.arm("w");
         drop(d.reserve("a").expect("armed"));
         let deadline = Instant::now() + Duration::from_millis(20);
-        assert!(matches!(waiter.wait_for_job(deadline).await, Wake::Woken));
+        assert!(matches!(waiter.wait_for_job(deadline).await, Wake::Dropped));
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::complete::Pending;
-use super::dispatch::Wake;
+use super::dispatch::{Reservation, Wake};
 use super::step::{Applied, Apply, Eager, Target};
 use super::workflows::position_of;
 use super::{Outbox, Service, ServiceError};
@@ -22,6 +22,9 @@ use crate::store::events::{self, EventKind, NewEvent};
 use crate::store::jobs::{self, JobState, JobWithWorkflow, LockedJob};
 use crate::store::listen::Notice;
 use crate::store::workflows::WorkflowStatus;
+
+/// Most waiting pollers one claim query also leases jobs for.
+const PEERS_PER_CLAIM: usize = 255;
 
 /// Most jobs one poll may lease.
 pub const MAX_JOBS_PER_POLL: u32 = 256;
@@ -102,30 +105,54 @@ impl Service {
         loop {
             let mut waiter = self.dispatch().register(&req.operations);
             if woken || !self.dispatch().known_empty(&req.operations) {
-                let claimed = {
-                    let client = self.pool().get().await?;
-                    self.metrics().claim_query();
-                    jobs::claim(&client, &req.operations, max_jobs, &req.worker).await?
-                };
-                if (claimed.len() as i64) < max_jobs {
+                // A bounded share of the pool: a thousand pollers claiming at once must not
+                // starve completions and starts of connections.
+                let turn = self
+                    .claims
+                    .acquire()
+                    .await
+                    .map_err(|_| ServiceError::Unavailable("the server is stopping".into()))?;
+                // One claim serves the pollers waiting here for the same operations too.
+                let peers = self
+                    .dispatch()
+                    .reserve_peers(&req.operations, PEERS_PER_CLAIM);
+                let mine = usize::try_from(max_jobs).unwrap_or(1);
+                let mut workers = vec![req.worker.as_str(); mine];
+                workers.extend(peers.iter().map(|p| p.worker()));
+                let client = self.pool().get().await?;
+                self.metrics().claim_query();
+                let claimed = jobs::claim(&client, &req.operations, &workers).await?;
+                drop(turn);
+                if claimed.len() < workers.len() {
                     self.dispatch().mark_empty(&req.operations, waiter.epoch());
                 } else {
                     // A full batch may leave more behind: pass the wake-up on.
                     self.dispatch().wake_ops(&req.operations);
                 }
-                if !claimed.is_empty() {
-                    self.metrics().poll_wait(started.elapsed());
-                    let mut leased = Vec::with_capacity(claimed.len());
-                    for c in claimed {
-                        if let Some(op) = &c.job.operation {
-                            self.metrics().job_leased(op);
-                        }
-                        let (graph, _) = {
-                            let client = self.pool().get().await?;
-                            self.graph(&client, &c.graph_name, c.graph_version).await?
-                        };
-                        leased.push(self.leased_job(&graph, c)?);
+                let mut peers: Vec<Option<Reservation>> = peers.into_iter().map(Some).collect();
+                let mut leased = Vec::new();
+                for (slot, c) in claimed {
+                    if let Some(op) = &c.job.operation {
+                        self.metrics().job_leased(op);
                     }
+                    let (graph, _) = self.graph(&client, &c.graph_name, c.graph_version).await?;
+                    let job = self.leased_job(&graph, c)?;
+                    match slot
+                        .checked_sub(mine)
+                        .and_then(|i| peers.get_mut(i)?.take())
+                    {
+                        Some(peer) => {
+                            if let Err(job) = peer.deliver(job) {
+                                self.dispatch().orphan(*job);
+                            }
+                        }
+                        None => leased.push(job),
+                    }
+                }
+                // Peers left without a job look again unless the operations are known empty.
+                drop(peers);
+                if !leased.is_empty() {
+                    self.metrics().poll_wait(started.elapsed());
                     return Ok(leased);
                 }
             }
@@ -143,6 +170,7 @@ impl Service {
                     self.metrics().poller_woken();
                     woken = true;
                 }
+                Wake::Dropped => woken = false,
                 Wake::TimedOut => {
                     self.metrics().poll_wait(started.elapsed());
                     return Ok(Vec::new());

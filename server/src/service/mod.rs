@@ -177,6 +177,8 @@ pub struct Service {
     completions: Arc<complete::Completions>,
     /// Starts waiting to be applied together.
     starts: Arc<start::Starts>,
+    /// Turns to run a claim query: at most a quarter of the pool claims at once.
+    claims: Arc<tokio::sync::Semaphore>,
 }
 
 impl Service {
@@ -188,6 +190,7 @@ impl Service {
         metrics: Arc<Metrics>,
         notifier: mpsc::UnboundedSender<Notice>,
     ) -> Self {
+        let claim_turns = (pool.status().max_size / 4).max(1);
         Service {
             pool,
             limits: Arc::new(limits),
@@ -198,6 +201,7 @@ impl Service {
             job_ids: Arc::default(),
             completions: Arc::default(),
             starts: Arc::default(),
+            claims: Arc::new(tokio::sync::Semaphore::new(claim_turns)),
         }
     }
 

@@ -166,36 +166,49 @@ macro_rules! lease_expiry {
     };
 }
 
+/// Leases ready jobs in order, job `n` to the `n`th worker of `$2`.
 const CLAIM: &str = concat!(
     "WITH picked AS ( \
        SELECT id FROM jobs \
        WHERE state = 'ready' AND operation = ANY($1) AND available_at <= now() \
-       ORDER BY available_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
+       ORDER BY available_at, id LIMIT cardinality($2::text[]) FOR UPDATE SKIP LOCKED), \
+     numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM picked), \
+     assigned AS ( \
+       SELECT numbered.id, s.worker, s.n FROM numbered \
+       JOIN unnest($2::text[]) WITH ORDINALITY AS s(worker, n) ON s.n = numbered.n), \
      leased AS ( \
-       UPDATE jobs j SET state = 'active', lease_token = gen_random_uuid(), worker = $3, \
+       UPDATE jobs j SET state = 'active', lease_token = gen_random_uuid(), worker = a.worker, \
          leased_at = now(), progress_percent = NULL, progress_message = NULL, \
          lease_expires_at = ",
     lease_expiry!(),
-    " FROM picked WHERE j.id = picked.id RETURNING j.*), \
+    " FROM assigned a WHERE j.id = a.id RETURNING j.*), \
      logged AS ( \
        INSERT INTO events (workflow_id, kind, node, job_id, attempt, actor) \
-       SELECT workflow_id, 'job_leased', node, id, attempt, $3 FROM leased) \
-     SELECT ",
+       SELECT workflow_id, 'job_leased', node, id, attempt, worker FROM leased) \
+     SELECT a.n, ",
     job_columns!(),
     ", w.graph_name, w.graph_version, w.vars, w.input \
-     FROM leased j JOIN workflows w ON w.id = j.workflow_id ORDER BY j.id"
+     FROM leased j JOIN assigned a ON a.id = j.id JOIN workflows w ON w.id = j.workflow_id \
+     ORDER BY a.n"
 );
 
-/// Leases up to `limit` ready jobs of `operations` to `worker`, recording the lease events.
+/// Leases up to one ready job of `operations` per entry of `workers`, in one statement,
+/// recording the lease events. Returns each job with the index of the worker it went to.
 pub async fn claim(
     client: &impl GenericClient,
     operations: &[String],
-    limit: i64,
-    worker: &str,
-) -> Result<Vec<JobWithWorkflow>, StoreError> {
+    workers: &[&str],
+) -> Result<Vec<(usize, JobWithWorkflow)>, StoreError> {
     let stmt = client.prepare_cached(CLAIM).await?;
-    let rows = client.query(&stmt, &[&operations, &limit, &worker]).await?;
-    rows.iter().map(JobWithWorkflow::from_row).collect()
+    let rows = client.query(&stmt, &[&operations, &workers]).await?;
+    rows.iter()
+        .map(|row| {
+            let n: i64 = row.try_get(0)?;
+            let slot = usize::try_from(n - 1)
+                .map_err(|_| StoreError::Corrupt(format!("claim slot {n}")))?;
+            Ok((slot, JobWithWorkflow::from_row(row)?))
+        })
+        .collect()
 }
 
 const HEARTBEAT: &str = concat!(
