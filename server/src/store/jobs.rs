@@ -166,12 +166,16 @@ macro_rules! lease_expiry {
     };
 }
 
-/// Leases ready jobs in order, job `n` to the `n`th worker of `$2`.
+/// Leases ready jobs in order, job `n` to the `n`th worker of `$2`. Each operation is read
+/// in `jobs_ready` order on its own: with `operation = ANY(...)` PostgreSQL cannot read the
+/// index in order, and with a deep queue it sorts the whole queue for every claim instead.
 const CLAIM: &str = concat!(
     "WITH picked AS ( \
-       SELECT id FROM jobs \
-       WHERE state = 'ready' AND operation = ANY($1) AND available_at <= now() \
-       ORDER BY available_at, id LIMIT cardinality($2::text[]) FOR UPDATE SKIP LOCKED), \
+       SELECT j.id FROM unnest($1::text[]) AS op(name), LATERAL ( \
+         SELECT id, available_at FROM jobs \
+         WHERE state = 'ready' AND operation = op.name AND available_at <= now() \
+         ORDER BY available_at, id LIMIT cardinality($2::text[]) FOR UPDATE SKIP LOCKED) j \
+       ORDER BY j.available_at, j.id LIMIT cardinality($2::text[])), \
      numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM picked), \
      assigned AS ( \
        SELECT numbered.id, s.worker, s.n FROM numbered \
