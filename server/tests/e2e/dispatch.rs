@@ -7,7 +7,7 @@ use rondo_gen::v1;
 use rondo_server::testing::TestServer;
 
 use crate::support::{
-    ONE_STEP, await_done, clients, complete, eventually, history, metric, put_yaml, start,
+    Clients, ONE_STEP, await_done, clients, complete, eventually, history, metric, put_yaml, start,
 };
 
 const CLAIMS: &str = "rondo_claim_queries_total";
@@ -19,6 +19,20 @@ fn poll_request(operation: &str, max_jobs: u32, wait: Duration) -> v1::PollJobsR
         max_jobs,
         wait: Some(wait.try_into().unwrap()),
     }
+}
+
+/// Starts `n` one-step workflows with nobody polling, then leases all their jobs.
+async fn start_and_lease(c: &mut Clients, n: usize) -> Vec<v1::Job> {
+    put_yaml(c, ONE_STEP).await;
+    for _ in 0..n {
+        start(c, "one", "{}").await;
+    }
+    let mut jobs = Vec::new();
+    while jobs.len() < n {
+        let req = poll_request("test.work", 64, Duration::from_secs(5));
+        jobs.extend(c.workers.poll_jobs(req).await.unwrap().into_inner().jobs);
+    }
+    jobs
 }
 
 #[tokio::test]
@@ -89,16 +103,7 @@ async fn completions_sent_together_are_committed_together_and_each_answered() {
     const N: usize = 40;
     let server = TestServer::start().await;
     let mut c = clients(&server).await;
-    put_yaml(&mut c, ONE_STEP).await;
-    let mut ids = Vec::new();
-    for _ in 0..N {
-        ids.push(start(&mut c, "one", "{}").await);
-    }
-    let mut jobs = Vec::new();
-    while jobs.len() < N {
-        let req = poll_request("test.work", 64, Duration::from_secs(5));
-        jobs.extend(c.workers.poll_jobs(req).await.unwrap().into_inner().jobs);
-    }
+    let jobs = start_and_lease(&mut c, N).await;
 
     // One answers with a label the node does not offer, one with a wrong token: both are
     // refused, and neither stops the others in their batch.
@@ -147,15 +152,7 @@ async fn a_completion_the_database_rejects_fails_alone_and_the_rest_of_its_batch
     const N: usize = 12;
     let server = TestServer::start().await;
     let mut c = clients(&server).await;
-    put_yaml(&mut c, ONE_STEP).await;
-    for _ in 0..N {
-        start(&mut c, "one", "{}").await;
-    }
-    let mut jobs = Vec::new();
-    while jobs.len() < N {
-        let req = poll_request("test.work", 64, Duration::from_secs(5));
-        jobs.extend(c.workers.poll_jobs(req).await.unwrap().into_inner().jobs);
-    }
+    let jobs = start_and_lease(&mut c, N).await;
     // PostgreSQL refuses a NUL character inside jsonb text; JSON itself allows it.
     let answers = jobs.iter().enumerate().map(|(i, job)| {
         let mut c = c.clone();
