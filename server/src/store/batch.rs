@@ -56,6 +56,9 @@ pub struct JobEnd {
     pub ended_by: String,
 }
 
+/// Why a workflow is STUCK: reason, message, node, label.
+pub type Incident = (String, String, String, Option<String>);
+
 /// A workflow's new state after a step.
 #[derive(Debug, Clone)]
 pub struct WorkflowUpdate {
@@ -73,8 +76,8 @@ pub struct WorkflowUpdate {
     pub streaks: Value,
     /// Outcome when completed.
     pub outcome: Option<String>,
-    /// Incident when STUCK: reason, message, node, label.
-    pub incident: Option<(String, String, String, Option<String>)>,
+    /// Incident when STUCK.
+    pub incident: Option<Incident>,
     /// The job created by the step; None keeps the last one (shown as the workflow's job).
     pub current_job_id: Option<i64>,
     /// Whether the deadline has fired (cleared so it fires once).
@@ -329,7 +332,7 @@ async fn update_workflows(
     if updates.is_empty() {
         return Ok(());
     }
-    fn incident(u: &WorkflowUpdate) -> Option<&(String, String, String, Option<String>)> {
+    fn incident(u: &WorkflowUpdate) -> Option<&Incident> {
         u.incident.as_ref()
     }
     let ids: Vec<Uuid> = updates.iter().map(|u| u.id).collect();
@@ -530,14 +533,12 @@ pub async fn insert_started(
             .ok_or_else(|| StoreError::Corrupt(format!("workflow {} started no step", row.id)))?;
         started.push((row, update));
     }
-    let incident = |i: usize| {
-        started.iter().map(move |(_, u)| {
-            u.incident.as_ref().map(|inc| match i {
-                0 => inc.0.clone(),
-                1 => inc.1.clone(),
-                _ => inc.2.clone(),
-            })
-        })
+    // Reason, message, node and label of each workflow's incident, as four columns.
+    let incident = |part: fn(&Incident) -> Option<String>| {
+        started
+            .iter()
+            .map(|(_, u)| u.incident.as_ref().and_then(part))
+            .collect::<Vec<Option<String>>>()
     };
     let mut params: Params = vec![
         Box::new(started.iter().map(|(r, _)| r.id).collect::<Vec<Uuid>>()),
@@ -619,15 +620,10 @@ pub async fn insert_started(
                 .map(|(_, u)| u.outcome.clone())
                 .collect::<Vec<_>>(),
         ),
-        Box::new(incident(0).collect::<Vec<_>>()),
-        Box::new(incident(1).collect::<Vec<_>>()),
-        Box::new(incident(2).collect::<Vec<_>>()),
-        Box::new(
-            started
-                .iter()
-                .map(|(_, u)| u.incident.as_ref().and_then(|i| i.3.clone()))
-                .collect::<Vec<_>>(),
-        ),
+        Box::new(incident(|i| Some(i.0.clone()))),
+        Box::new(incident(|i| Some(i.1.clone()))),
+        Box::new(incident(|i| Some(i.2.clone()))),
+        Box::new(incident(|i| i.3.clone())),
         Box::new(
             started
                 .iter()
