@@ -263,22 +263,6 @@ pub async fn get_with_workflow(
         .transpose()
 }
 
-const GET_MANY: &str = concat!(
-    "SELECT ",
-    job_columns!(),
-    " FROM jobs j WHERE j.id = ANY($1)"
-);
-
-/// Reads jobs by id, in no particular order; missing ones are left out.
-pub async fn get_many(
-    client: &impl GenericClient,
-    ids: &[i64],
-) -> Result<Vec<JobRecord>, StoreError> {
-    let stmt = client.prepare_cached(GET_MANY).await?;
-    let rows = client.query(&stmt, &[&ids]).await?;
-    rows.iter().map(JobRecord::from_row).collect()
-}
-
 const CURRENT_OF: &str = concat!(
     "SELECT ",
     job_columns!(),

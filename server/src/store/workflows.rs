@@ -252,22 +252,6 @@ const GET: &str = concat!(
     workflow_columns!(),
     " FROM workflows w WHERE w.id = $1"
 );
-const GET_MANY: &str = concat!(
-    "SELECT ",
-    workflow_columns!(),
-    " FROM workflows w WHERE w.id = ANY($1)"
-);
-
-/// Reads workflows by id, in no particular order; missing ones are left out.
-pub async fn get_many(
-    client: &impl GenericClient,
-    ids: &[Uuid],
-) -> Result<Vec<WorkflowRecord>, StoreError> {
-    let stmt = client.prepare_cached(GET_MANY).await?;
-    let rows = client.query(&stmt, &[&ids]).await?;
-    rows.iter().map(WorkflowRecord::from_row).collect()
-}
-
 const GET_BY_KEY: &str = concat!(
     "SELECT ",
     workflow_columns!(),
