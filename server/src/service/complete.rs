@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::group::{self, Keyed, Queued};
+use super::group::{self, Answers, Applies, Keyed};
 use super::jobs::{Completed, Completion};
 use super::{Outbox, Service, ServiceError};
 use crate::store::{PipelinedTx, jobs};
@@ -55,55 +55,13 @@ impl Service {
     /// Applies queued completions, batch after batch, until none is left.
     async fn run_completions(self) {
         while let Some(batch) = self.completions.take() {
-            self.complete_batch(batch).await;
-        }
-    }
-
-    /// Applies one batch and answers its callers; on a database error, retries each alone.
-    async fn complete_batch(&self, batch: Vec<Queued<Pending, Completed>>) {
-        let requests: Vec<&Pending> = batch.iter().map(|q| &q.request).collect();
-        let results = match self.try_batch(&requests).await {
-            Ok(results) => results,
-            Err(error) if batch.len() > 1 => {
-                tracing::warn!(%error, size = batch.len(), "completion batch failed; applying one by one");
-                for q in batch {
-                    let result = match self.try_batch(&[&q.request]).await {
-                        Ok(mut results) => results.pop().flatten().unwrap_or_else(|| {
-                            Err(ServiceError::Internal("completion was not applied".into()))
-                        }),
-                        Err(error) => Err(error),
-                    };
-                    let _ = q.reply.send(result);
-                }
-                return;
-            }
-            Err(error) => {
-                for q in batch {
-                    let _ = q.reply.send(Err(group::clone_error(&error)));
-                }
-                return;
-            }
-        };
-        let mut again = Vec::new();
-        for (q, result) in batch.into_iter().zip(results) {
-            match result {
-                Some(result) => {
-                    let _ = q.reply.send(result);
-                }
-                None => again.push(q),
-            }
-        }
-        if !again.is_empty() {
-            self.completions.requeue(again);
+            self.completions.apply("completion", batch, &self).await;
         }
     }
 
     /// Applies a batch in one transaction. Each completion gets its answer, or None when
     /// another completion of the batch concerned the same workflow (it goes in the next batch).
-    async fn try_batch(
-        &self,
-        batch: &[&Pending],
-    ) -> Result<Vec<Option<Result<Completed, ServiceError>>>, ServiceError> {
+    async fn try_batch(&self, batch: &[&Pending]) -> Result<Answers<Completed>, ServiceError> {
         let tx = PipelinedTx::new(self.pool().get().await?);
         let ids: Vec<i64> = batch.iter().map(|p| p.job_id).collect();
         let locked = tx.begin_with(jobs::lock_many(tx.client(), &ids)).await?;
@@ -147,5 +105,14 @@ impl Service {
                 })
             })
             .collect())
+    }
+}
+
+impl Applies<Pending, Completed> for Service {
+    fn apply_batch<'a>(
+        &'a self,
+        requests: &'a [&'a Pending],
+    ) -> impl Future<Output = Result<Answers<Completed>, ServiceError>> + Send + 'a {
+        self.try_batch(requests)
     }
 }

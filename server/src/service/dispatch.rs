@@ -263,38 +263,8 @@ impl Dispatcher {
     /// Takes the oldest armed poller of `operation` waiting here, for a job about to be
     /// created; None when none waits.
     pub fn reserve(&self, operation: &str) -> Option<Reservation> {
-        let key = Key::Operation(operation.to_owned());
-        let mut queues = self.queues.lock().expect("dispatcher lock");
-        let queue = queues.get_mut(&key)?;
-        let mut reservation = None;
-        let mut i = 0;
-        while i < queue.len() {
-            let slot = &queue[i];
-            let armed = slot.handoff.lock().expect("slot lock").is_some();
-            if !armed {
-                i += 1;
-                continue;
-            }
-            let slot = queue.remove(i)?;
-            if slot.woken.swap(true, Ordering::AcqRel) {
-                continue;
-            }
-            slot.reserved.store(true, Ordering::Release);
-            reservation = slot
-                .handoff
-                .lock()
-                .expect("slot lock")
-                .take()
-                .map(|h| Reservation {
-                    worker: h.worker,
-                    sender: h.sender,
-                });
-            break;
-        }
-        if queue.is_empty() {
-            queues.remove(&key);
-        }
-        reservation
+        self.take_armed(&Key::Operation(operation.to_owned()), 1, |_| true)
+            .pop()
     }
 
     /// Takes up to `n` armed pollers waiting here for exactly `operations`, oldest first, so
@@ -305,21 +275,33 @@ impl Dispatcher {
         let Some(first) = wanted.first() else {
             return Vec::new();
         };
-        let key = Key::Operation(first.clone());
+        self.take_armed(&Key::Operation(first.clone()), n, |h| {
+            h.operations == wanted
+        })
+    }
+
+    /// Takes up to `n` pollers queued under `key` that are armed with a hand-over `accept`
+    /// agrees to and not woken yet, oldest first; each is marked reserved.
+    fn take_armed(
+        &self,
+        key: &Key,
+        n: usize,
+        accept: impl Fn(&Handoff) -> bool,
+    ) -> Vec<Reservation> {
         let mut queues = self.queues.lock().expect("dispatcher lock");
-        let Some(queue) = queues.get_mut(&key) else {
+        let Some(queue) = queues.get_mut(key) else {
             return Vec::new();
         };
         let mut taken = Vec::new();
         let mut i = 0;
         while i < queue.len() && taken.len() < n {
-            let peer = queue[i]
+            let wanted = queue[i]
                 .handoff
                 .lock()
                 .expect("slot lock")
                 .as_ref()
-                .is_some_and(|h| h.operations == wanted);
-            if !peer {
+                .is_some_and(&accept);
+            if !wanted {
                 i += 1;
                 continue;
             }
@@ -338,7 +320,7 @@ impl Dispatcher {
             }
         }
         if queue.is_empty() {
-            queues.remove(&key);
+            queues.remove(key);
         }
         taken
     }

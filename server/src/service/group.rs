@@ -36,6 +36,19 @@ pub(crate) trait Keyed {
     fn key(&self) -> Option<Self::Key>;
 }
 
+/// A batch's answers, one per request in order; None for a request that must wait for the
+/// next batch.
+pub(crate) type Answers<A> = Vec<Option<Result<A, ServiceError>>>;
+
+/// What applies a batch of `R` in one transaction.
+pub(crate) trait Applies<R, A> {
+    /// Applies the requests, answering each in order.
+    fn apply_batch<'a>(
+        &'a self,
+        requests: &'a [&'a R],
+    ) -> impl Future<Output = Result<Answers<A>, ServiceError>> + Send + 'a;
+}
+
 /// Requests waiting for a batch, and how many runners are taking them.
 pub(crate) struct Group<R, A> {
     state: Mutex<State<R, A>>,
@@ -99,8 +112,50 @@ impl<R: Keyed, A> Group<R, A> {
         Some(batch)
     }
 
+    /// Applies `batch` with `apply` and answers its callers. When the batch fails as a whole
+    /// (a database error) each request is applied alone, so one bad request fails alone;
+    /// requests answered None go back to the queue.
+    pub async fn apply(&self, what: &str, batch: Vec<Queued<R, A>>, applier: &impl Applies<R, A>) {
+        let requests: Vec<&R> = batch.iter().map(|q| &q.request).collect();
+        let answers = match applier.apply_batch(&requests).await {
+            Ok(answers) => answers,
+            Err(error) if batch.len() > 1 => {
+                tracing::warn!(%error, size = batch.len(), "{what} batch failed; applying one by one");
+                let mut answers = Vec::with_capacity(batch.len());
+                for request in &requests {
+                    answers.push(match applier.apply_batch(&[*request]).await {
+                        Ok(mut alone) => alone.pop().unwrap_or_else(|| {
+                            Some(Err(ServiceError::Internal(format!(
+                                "{what} was not applied"
+                            ))))
+                        }),
+                        Err(error) => Some(Err(error)),
+                    });
+                }
+                answers
+            }
+            Err(error) => requests
+                .iter()
+                .map(|_| Some(Err(clone_error(&error))))
+                .collect(),
+        };
+        drop(requests);
+        let mut again = Vec::new();
+        for (q, answer) in batch.into_iter().zip(answers) {
+            match answer {
+                Some(answer) => {
+                    let _ = q.reply.send(answer);
+                }
+                None => again.push(q),
+            }
+        }
+        if !again.is_empty() {
+            self.requeue(again);
+        }
+    }
+
     /// Puts requests back at the head of the queue, for the next batch.
-    pub fn requeue(&self, again: Vec<Queued<R, A>>) {
+    fn requeue(&self, again: Vec<Queued<R, A>>) {
         let mut state = self.state.lock().expect("group lock");
         for q in again.into_iter().rev() {
             state.waiting.push_front(q);
@@ -121,7 +176,7 @@ pub(crate) async fn answer<A>(
 }
 
 /// The same error again, for every request of a batch that failed as a whole.
-pub(crate) fn clone_error(e: &ServiceError) -> ServiceError {
+fn clone_error(e: &ServiceError) -> ServiceError {
     match e {
         ServiceError::Unavailable(m) => ServiceError::Unavailable(m.clone()),
         other => ServiceError::Internal(other.to_string()),

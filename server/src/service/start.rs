@@ -11,7 +11,7 @@ use rondo_engine::Graph;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::group::{self, Keyed, Queued};
+use super::group::{self, Answers, Applies, Keyed};
 use super::workflows::{NewStart, Started, WorkflowView, new_row, request_hash};
 use super::{Outbox, Service, ServiceError, to_i32};
 use crate::store::batch;
@@ -86,36 +86,7 @@ impl Service {
     /// Applies queued starts, batch after batch, until none is left.
     async fn run_starts(self) {
         while let Some(batch) = self.starts.take() {
-            self.start_batch(batch).await;
-        }
-    }
-
-    /// Applies one batch and answers its callers; on a database error, retries each alone.
-    async fn start_batch(&self, batch: Vec<Queued<PendingStart, Started>>) {
-        let requests: Vec<&PendingStart> = batch.iter().map(|q| &q.request).collect();
-        match self.try_starts(&requests).await {
-            Ok(results) => {
-                for (q, result) in batch.into_iter().zip(results) {
-                    let _ = q.reply.send(result);
-                }
-            }
-            Err(error) if batch.len() > 1 => {
-                tracing::warn!(%error, size = batch.len(), "start batch failed; starting one by one");
-                for q in batch {
-                    let result = match self.try_starts(&[&q.request]).await {
-                        Ok(mut results) => results.pop().unwrap_or_else(|| {
-                            Err(ServiceError::Internal("start was not applied".into()))
-                        }),
-                        Err(error) => Err(error),
-                    };
-                    let _ = q.reply.send(result);
-                }
-            }
-            Err(error) => {
-                for q in batch {
-                    let _ = q.reply.send(Err(group::clone_error(&error)));
-                }
-            }
+            self.starts.apply("start", batch, &self).await;
         }
     }
 
@@ -220,4 +191,14 @@ impl Service {
 fn take<T>(items: &mut Vec<T>, found: impl Fn(&T) -> bool) -> Option<T> {
     let i = items.iter().position(found)?;
     Some(items.swap_remove(i))
+}
+
+impl Applies<PendingStart, Started> for Service {
+    async fn apply_batch<'a>(
+        &'a self,
+        requests: &'a [&'a PendingStart],
+    ) -> Result<Answers<Started>, ServiceError> {
+        let started = self.try_starts(requests).await?;
+        Ok(started.into_iter().map(Some).collect())
+    }
 }
