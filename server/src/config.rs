@@ -33,6 +33,10 @@ pub struct ServeConfig {
     /// Safety net for lost notifications: how often waiting pollers re-check for ready jobs.
     #[arg(long, env = "RONDO_RECHECK_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub recheck_interval: Duration,
+    /// How often the hot tables' planner statistics are checked, and refreshed when far
+    /// behind their size (see `store::statistics`).
+    #[arg(long, env = "RONDO_STATISTICS_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub statistics_interval: Duration,
     /// Size of the PostgreSQL connection pool.
     #[arg(long, env = "RONDO_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,
@@ -50,6 +54,7 @@ impl ServeConfig {
             max_poll_wait: Duration::from_secs(30),
             sweep_interval: Duration::from_millis(200),
             recheck_interval: Duration::from_secs(1),
+            statistics_interval: Duration::from_secs(2),
             db_pool_size: 16,
         }
     }

@@ -87,6 +87,11 @@ pub async fn serve(
             .run_sweeper(config.sweep_interval, shutdown.clone()),
     );
     tasks.spawn(service.clone().release_orphans(shutdown.clone()));
+    tasks.spawn(store::statistics::run(
+        pool.clone(),
+        config.statistics_interval,
+        shutdown.clone(),
+    ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()

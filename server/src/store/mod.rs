@@ -9,6 +9,7 @@ pub mod graphs;
 pub mod jobs;
 pub mod listen;
 pub mod schedules;
+pub mod statistics;
 pub mod workflows;
 
 use std::time::Duration;

@@ -10,4 +10,5 @@ mod failures;
 mod graphs;
 mod ops;
 mod schedules;
+mod statistics;
 mod workflows;
