@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::jobs::LeasedJob;
+use super::workflows::WorkflowView;
 use crate::store::listen::Notice;
 use crate::store::{Pool, jobs};
 
@@ -34,6 +35,8 @@ struct Slot {
     handoff: Mutex<Option<Handoff>>,
     /// Set when the poller was taken for a job being created.
     reserved: AtomicBool,
+    /// For a workflow watcher: the workflow as it finished on this server, when it did.
+    finished: Mutex<Option<Arc<WorkflowView>>>,
 }
 
 /// A registered waiter; dropping it unregisters.
@@ -130,6 +133,12 @@ impl Waiter {
     /// Waits for a wake-up until `deadline` or server shutdown; true when woken.
     pub async fn wait_until(&self, deadline: Instant) -> bool {
         wait_slot(&self.slot, &self.keys, &self.dispatcher, deadline).await
+    }
+
+    /// The workflow as it completed or was cancelled on this server, once it has (it never
+    /// changes after that); None when it was not, or when another server finished it.
+    pub fn finished(&self) -> Option<Arc<WorkflowView>> {
+        self.slot.finished.lock().expect("slot lock").clone()
     }
 
     /// The dispatcher's epoch of emptiness when this waiter registered.
@@ -381,6 +390,18 @@ impl Dispatcher {
             dispatcher: self.clone(),
             job: None,
             epoch,
+        }
+    }
+
+    /// A workflow completed or was cancelled on this server: wakes its watchers with it.
+    pub fn workflow_finished(&self, view: Arc<WorkflowView>) {
+        let key = Key::Workflow(view.workflow.id);
+        let mut queues = self.queues.lock().expect("dispatcher lock");
+        for slot in queues.remove(&key).unwrap_or_default() {
+            *slot.finished.lock().expect("slot lock") = Some(view.clone());
+            if !slot.woken.swap(true, Ordering::AcqRel) {
+                slot.notify.notify_one();
+            }
         }
     }
 

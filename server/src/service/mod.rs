@@ -29,6 +29,7 @@ use crate::store::jobs::{JobRecord, JobWithWorkflow};
 use crate::store::listen::Notice;
 use crate::store::{self, Pool, StoreError};
 use jobs::LeasedJob;
+use workflows::WorkflowView;
 
 pub use dispatch::Dispatcher;
 
@@ -214,9 +215,10 @@ impl Service {
         tx: store::Transaction<'_>,
         outbox: Outbox,
     ) -> Result<Vec<LeasedJob>, ServiceError> {
-        let jobs = outbox.writes.flush(&tx).await?;
+        let flushed = outbox.writes.flush(&tx).await?;
         tx.commit().await?;
-        self.announce(outbox.notices, outbox.leases, &jobs)
+        self.finish(flushed.finished);
+        self.announce(outbox.notices, outbox.leases, &flushed.created)
     }
 
     /// Like [`Service::commit`] for a pipelined transaction: the writes and the COMMIT go in
@@ -227,9 +229,22 @@ impl Service {
         outbox: Outbox,
     ) -> Result<Vec<LeasedJob>, ServiceError> {
         outbox.writes.prepare(tx.client()).await?;
-        let jobs = tx.commit_with(outbox.writes.flush(tx.client())).await?;
+        let flushed = tx.commit_with(outbox.writes.flush(tx.client())).await?;
         drop(tx);
-        self.announce(outbox.notices, outbox.leases, &jobs)
+        self.finish(flushed.finished);
+        self.announce(outbox.notices, outbox.leases, &flushed.created)
+    }
+
+    /// After a commit: hands the workflows that completed or were cancelled to this server's
+    /// watchers, so that they answer without reading them back (done before the notices wake
+    /// them).
+    fn finish(&self, finished: Vec<batch::Finished>) {
+        for f in finished {
+            self.dispatch.workflow_finished(Arc::new(WorkflowView {
+                workflow: f.workflow,
+                job: Some(f.job),
+            }));
+        }
     }
 
     /// After a commit: wakes this server's own waiters in memory, hands the notifications to

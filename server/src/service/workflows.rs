@@ -317,6 +317,9 @@ impl Service {
             if !waiter.wait_until(deadline).await {
                 return Ok((self.get_workflow(id).await?, false));
             }
+            if let Some(view) = waiter.finished() {
+                return Ok((WorkflowView::clone(&view), true));
+            }
         }
     }
 

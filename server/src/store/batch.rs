@@ -140,27 +140,46 @@ impl Writes {
         Ok(())
     }
 
-    /// Sends every write, pipelined, and returns the jobs created, as stored.
-    pub async fn flush(self, client: &impl GenericClient) -> Result<Vec<JobRecord>, StoreError> {
-        let (ends, created, updated, appended) = tokio::join!(
+    /// Sends every write, pipelined, and returns what it made, as stored. The statements go
+    /// in the order the writes were gathered in: jobs end before the workflows that read them.
+    pub async fn flush(self, client: &impl GenericClient) -> Result<Flushed, StoreError> {
+        // Prepared first, so that each statement is sent when first polled, in order.
+        self.prepare(client).await?;
+        let (ends, created, finished, appended) = tokio::join!(
             end_jobs(client, &self.ends),
             insert_jobs(client, &self.jobs),
             update_workflows(client, &self.workflows),
             append_events(client, &self.events),
         );
         let mut failure = None;
-        for e in [ends.err(), updated.err(), appended.err()]
-            .into_iter()
-            .flatten()
-        {
+        for e in [ends.err(), appended.err()].into_iter().flatten() {
             failure = Some(root_cause(failure, e));
         }
-        match (created, failure) {
-            (Ok(jobs), None) => Ok(jobs),
-            (Ok(_), Some(e)) => Err(e),
-            (Err(e), failure) => Err(root_cause(failure, e)),
+        match (created, finished, failure) {
+            (Ok(created), Ok(finished), None) => Ok(Flushed { created, finished }),
+            (Err(e), _, failure) | (_, Err(e), failure) => Err(root_cause(failure, e)),
+            (_, _, Some(e)) => Err(e),
         }
     }
+}
+
+/// What [`Writes::flush`] made.
+#[derive(Debug, Default)]
+pub struct Flushed {
+    /// The jobs created.
+    pub created: Vec<JobRecord>,
+    /// The workflows that completed or were cancelled, each with its last job.
+    pub finished: Vec<Finished>,
+}
+
+/// A workflow that completed or was cancelled in the flushed transaction: final, since
+/// neither state ever changes again.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The workflow as stored.
+    pub workflow: WorkflowRecord,
+    /// Its last job as stored.
+    pub job: JobRecord,
 }
 
 /// Of two errors of one pipeline, the one that is not merely "the transaction is aborted":
@@ -309,7 +328,10 @@ async fn insert_jobs(
     rows.iter().map(JobRecord::from_row).collect()
 }
 
-const UPDATE_WORKFLOWS: &str = "UPDATE workflows w SET status = u.status, \
+/// Writes the workflows' new state, and returns those that completed or were cancelled with
+/// their last job, which an earlier statement of the same flush ended.
+const UPDATE_WORKFLOWS: &str = concat!(
+    "WITH w AS (UPDATE workflows w SET status = u.status, \
        current_node = u.current_node, vars = u.vars, step_count = u.step_count, \
        streaks = u.streaks, outcome = u.outcome, incident_reason = u.reason, \
        incident_message = u.message, incident_node = u.node, incident_label = u.label, \
@@ -323,14 +345,20 @@ const UPDATE_WORKFLOWS: &str = "UPDATE workflows w SET status = u.status, \
        $13::bool[]) \
        AS u(id, status, current_node, vars, step_count, streaks, outcome, reason, message, \
             node, label, job_id, clear_deadline) \
-     WHERE w.id = u.id";
+     WHERE w.id = u.id RETURNING w.*) \
+     SELECT ",
+    super::jobs::job_columns!(),
+    ", ",
+    super::workflows::workflow_columns!(),
+    " FROM w JOIN jobs j ON j.id = w.current_job_id WHERE w.status IN ('completed', 'cancelled')"
+);
 
 async fn update_workflows(
     client: &impl GenericClient,
     updates: &[WorkflowUpdate],
-) -> Result<(), StoreError> {
+) -> Result<Vec<Finished>, StoreError> {
     if updates.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     fn incident(u: &WorkflowUpdate) -> Option<&Incident> {
         u.incident.as_ref()
@@ -361,8 +389,8 @@ async fn update_workflows(
     let jobs: Vec<Option<i64>> = updates.iter().map(|u| u.current_job_id).collect();
     let clear: Vec<bool> = updates.iter().map(|u| u.clear_deadline).collect();
     let stmt = client.prepare_cached(UPDATE_WORKFLOWS).await?;
-    client
-        .execute(
+    let rows = client
+        .query(
             &stmt,
             &[
                 &ids,
@@ -381,7 +409,15 @@ async fn update_workflows(
             ],
         )
         .await?;
-    Ok(())
+    rows.iter()
+        .map(|row| {
+            // The two column lists share names, so the workflow's half is read by position.
+            Ok(Finished {
+                job: JobRecord::from_row(row)?,
+                workflow: WorkflowRecord::from_row_offset(row, super::jobs::JOB_COLUMN_COUNT)?,
+            })
+        })
+        .collect()
 }
 
 /// Appends events from `u` (the columns of [`event_params`], with their ordinal `n`);

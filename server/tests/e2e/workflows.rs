@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tonic::Code;
 
 use crate::support::{
-    self, ONE_STEP, await_done, clients, complete, example_graph, path, poll_one, put_yaml,
+    self, ONE_STEP, await_done, clients, complete, example_graph, get, path, poll_one, put_yaml,
     run_worker, start,
 };
 
@@ -511,4 +511,55 @@ async fn sdk_workers_run_chains_through_eager_dispatch() {
         .count();
     assert_eq!(eager, 2, "s2 and s3 came with the completions of s1 and s2");
     worker.stop().await;
+}
+
+/// An `AwaitWorkflow` already waiting when its workflow completes, or is cancelled, is
+/// answered with the workflow as it was committed, without reading it back: that answer must
+/// be the same as a read from the database.
+#[tokio::test]
+async fn an_awaiting_call_gets_the_workflow_exactly_as_stored_when_it_finishes() {
+    let server = TestServer::start().await;
+    let mut c = clients(&server).await;
+    put_yaml(&mut c, ONE_STEP).await;
+
+    let completed = start(&mut c, "one", r#"{"n": 1}"#).await;
+    let cancelled = start(&mut c, "one", r#"{"n": 2}"#).await;
+    let awaiting = |id: &str| {
+        let mut c = c.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move { await_done(&mut c, &id, Duration::from_secs(20)).await })
+    };
+    let awaiting_completed = awaiting(&completed);
+    let awaiting_cancelled = awaiting(&cancelled);
+    // Let both calls reach the server and wait there.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let job = poll_one(&mut c, "test.work").await;
+    assert_eq!(job.workflow_id, completed, "the oldest job comes first");
+    complete(&mut c, &job, "done", r#"{"paid": true}"#)
+        .await
+        .unwrap();
+    let req = v1::CancelWorkflowRequest {
+        id: cancelled.clone(),
+        reason: "test".into(),
+        operator: "ops".into(),
+    };
+    c.workflows.cancel_workflow(req).await.unwrap();
+
+    for (task, id, status) in [
+        (
+            awaiting_completed,
+            &completed,
+            v1::WorkflowStatus::Completed,
+        ),
+        (
+            awaiting_cancelled,
+            &cancelled,
+            v1::WorkflowStatus::Cancelled,
+        ),
+    ] {
+        let awaited = task.await.unwrap();
+        assert_eq!(awaited.status(), status);
+        assert_eq!(awaited, get(&mut c, id).await);
+    }
 }
