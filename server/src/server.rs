@@ -68,15 +68,18 @@ pub async fn serve(
     let mut tasks = tokio::task::JoinSet::new();
     // Tells this server's notifications apart from the others', which it has acted on already.
     let origin = uuid::Uuid::new_v4();
+    let listener = listen::ListenerPid::default();
     tasks.spawn(listen::run_notifier(
         config.database_url.clone(),
         origin,
+        listener.clone(),
         outbox_rx,
         shutdown.clone(),
     ));
     tasks.spawn(listen::run(
         config.database_url.clone(),
         origin,
+        listener,
         notice_tx,
         shutdown.clone(),
     ));

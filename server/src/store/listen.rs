@@ -3,13 +3,21 @@
 //! that listens and one that notifies. Notifications are sent after the transaction that made
 //! the change has committed, batched: a NOTIFY inside that transaction would make PostgreSQL
 //! serialize the commit on its global notify lock, one step at a time.
+//!
+//! A server alone on its database sends none: its own waiters are woken in memory, and every
+//! notification is a transaction PostgreSQL must commit and flush. The notifier looks (at most
+//! once a second) for listening connections of other servers, which the listener marks with
+//! its `application_name`; a server that starts meanwhile hears from the others within that
+//! second, and its periodic re-check covers the gap.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::{AsyncMessage, Client, NoTls, Statement};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -41,6 +49,21 @@ pub enum Notice {
 }
 
 const NOTIFY_MANY: &str = "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)";
+
+/// `application_name` of every server's listening connection.
+pub const LISTENER_APPLICATION: &str = "rondo-listener";
+
+/// Listening connections of other servers on this database: `$2` is this server's own
+/// listener's backend pid (0 while it is not connected).
+const PEERS: &str = "SELECT count(*) FROM pg_stat_activity \
+     WHERE datname = current_database() AND application_name = $1 AND pid <> $2";
+
+/// How long the notifier trusts its last look for other servers.
+const PEERS_FRESH: Duration = Duration::from_secs(1);
+
+/// The backend pid of this server's listening connection, 0 while it is not connected; the
+/// notifier leaves it out when it looks for other servers.
+pub type ListenerPid = Arc<AtomicI32>;
 
 /// Most notices sent in one statement.
 const BATCH: usize = 1024;
@@ -96,16 +119,64 @@ fn merge(batch: Vec<Notice>) -> Vec<Notice> {
     merged
 }
 
-/// Sends notices from server `origin` until shutdown, as many per statement as have queued up meanwhile, on a
-/// connection of its own (reconnecting when it drops). A batch that cannot be sent is logged
-/// and dropped: the dispatcher's periodic re-check finds those jobs anyway.
+/// The notifier's connection, with its statements prepared, and its last look for other
+/// servers.
+struct Notifier {
+    client: Client,
+    notify: Statement,
+    peers: Statement,
+    /// When it last looked, and whether other servers were listening then.
+    looked: Option<(Instant, bool)>,
+}
+
+impl Notifier {
+    async fn connect(database_url: &str) -> Result<Notifier, StoreError> {
+        let client = super::connect(database_url).await?;
+        let (notify, peers) = tokio::try_join!(client.prepare(NOTIFY_MANY), client.prepare(PEERS))?;
+        Ok(Notifier {
+            client,
+            notify,
+            peers,
+            looked: None,
+        })
+    }
+
+    /// Whether another server listens on this database, looked up at most once per
+    /// [`PEERS_FRESH`]; true when it cannot be told.
+    async fn others_listen(&mut self, own: i32) -> bool {
+        if let Some((at, others)) = self.looked
+            && at.elapsed() < PEERS_FRESH
+        {
+            return others;
+        }
+        let others = match self
+            .client
+            .query_one(&self.peers, &[&LISTENER_APPLICATION, &own])
+            .await
+        {
+            Ok(row) => row.try_get::<_, i64>(0).map_or(true, |n| n > 0),
+            Err(error) => {
+                tracing::debug!(%error, "looking for other servers failed; notifying anyway");
+                true
+            }
+        };
+        self.looked = Some((Instant::now(), others));
+        others
+    }
+}
+
+/// Sends notices from server `origin` until shutdown, as many per statement as have queued up
+/// meanwhile, on a connection of its own (reconnecting when it drops), when other servers
+/// listen (`listener` is this server's own listening connection). A batch that cannot be sent
+/// is logged and dropped: the dispatcher's periodic re-check finds those jobs anyway.
 pub async fn run_notifier(
     database_url: String,
     origin: Uuid,
+    listener: ListenerPid,
     mut rx: mpsc::UnboundedReceiver<Notice>,
     shutdown: CancellationToken,
 ) {
-    let mut client: Option<tokio_postgres::Client> = None;
+    let mut notifier: Option<Notifier> = None;
     loop {
         let first = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -121,25 +192,26 @@ pub async fn run_notifier(
                 Err(_) => break,
             }
         }
-        let (channels, payloads): (Vec<&str>, Vec<String>) = merge(batch)
-            .iter()
-            .filter_map(|n| payload(n, origin))
-            .unzip();
-        if client
-            .as_ref()
-            .is_none_or(tokio_postgres::Client::is_closed)
-        {
-            client = match super::connect(&database_url).await {
-                Ok(c) => Some(c),
+        if notifier.as_ref().is_none_or(|n| n.client.is_closed()) {
+            notifier = match Notifier::connect(&database_url).await {
+                Ok(n) => Some(n),
                 Err(error) => {
                     tracing::warn!(%error, "notifier cannot connect; wake-ups wait for the re-check");
                     None
                 }
             };
         }
-        if let Some(c) = &client
-            && let Err(error) = c.execute(NOTIFY_MANY, &[&channels, &payloads]).await
-        {
+        let Some(n) = notifier.as_mut() else {
+            continue;
+        };
+        if !n.others_listen(listener.load(Ordering::Acquire)).await {
+            continue;
+        }
+        let (channels, payloads): (Vec<&str>, Vec<String>) = merge(batch)
+            .iter()
+            .filter_map(|notice| payload(notice, origin))
+            .unzip();
+        if let Err(error) = n.client.execute(&n.notify, &[&channels, &payloads]).await {
             tracing::warn!(%error, "sending notifications failed; wake-ups wait for the re-check");
         }
     }
@@ -174,12 +246,13 @@ pub fn parse(channel: &str, payload: &str) -> Option<(Uuid, Notice)> {
 pub async fn run(
     database_url: String,
     origin: Uuid,
+    listener: ListenerPid,
     tx: mpsc::UnboundedSender<Notice>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let session = listen_once(&database_url, origin, &tx, &shutdown);
+        let session = listen_once(&database_url, origin, &listener, &tx, &shutdown);
         match tokio::select! {
             () = shutdown.cancelled() => return,
             result = session => result,
@@ -198,10 +271,15 @@ pub async fn run(
 async fn listen_once(
     database_url: &str,
     origin: Uuid,
+    listener: &ListenerPid,
     tx: &mpsc::UnboundedSender<Notice>,
     shutdown: &CancellationToken,
 ) -> Result<(), StoreError> {
-    let (client, mut connection) = tokio_postgres::connect(database_url, NoTls).await?;
+    let mut config: tokio_postgres::Config = database_url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| StoreError::BadUrl(e.to_string()))?;
+    config.application_name(LISTENER_APPLICATION);
+    let (client, mut connection) = config.connect(NoTls).await?;
     let (msg_tx, mut msg_rx) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -226,6 +304,11 @@ async fn listen_once(
             "LISTEN {JOBS_CHANNEL}; LISTEN {WORKFLOWS_CHANNEL}"
         ))
         .await?;
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await?
+        .try_get(0)?;
+    listener.store(pid, Ordering::Release);
     let _ = tx.send(Notice::Connected);
     loop {
         tokio::select! {
@@ -243,6 +326,7 @@ async fn listen_once(
             },
         }
     }
+    listener.store(0, Ordering::Release);
     drop(client);
     match driver.await {
         Ok(result) => result.map_err(StoreError::from),

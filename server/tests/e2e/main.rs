@@ -8,6 +8,7 @@ mod cli;
 mod dispatch;
 mod failures;
 mod graphs;
+mod notifications;
 mod ops;
 mod schedules;
 mod statistics;

@@ -1,0 +1,139 @@
+//! Notifications between servers on one database: a job or a finished workflow on one server
+//! wakes the waiters of another, and a server alone sends none.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use rondo_gen::v1;
+use rondo_server::store::listen::{JOBS_CHANNEL, LISTENER_APPLICATION, WORKFLOWS_CHANNEL};
+use rondo_server::testing::{TestDb, TestServer};
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use crate::support::{
+    ONE_STEP, await_done, clients, complete, eventually, metric, poll_one, put_yaml, start,
+};
+
+/// A server whose re-check is too slow to matter: only a notification wakes its pollers.
+async fn deaf_server(db_url: &str) -> TestServer {
+    TestServer::start_with(db_url, |cfg| {
+        cfg.recheck_interval = Duration::from_secs(600)
+    })
+    .await
+}
+
+/// Listening connections of servers (or of the test posing as one) on the database.
+async fn listeners(db_url: &str) -> i64 {
+    let client = rondo_server::store::connect(db_url).await.unwrap();
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = $1",
+            &[&LISTENER_APPLICATION],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A connection that listens on Rondo's channels and forwards each payload; its
+/// `application_name` is `name`.
+async fn listen_as(
+    db_url: &str,
+    name: &str,
+) -> (tokio_postgres::Client, mpsc::UnboundedReceiver<String>) {
+    let mut config: tokio_postgres::Config = db_url.parse().unwrap();
+    config.application_name(name);
+    let (client, mut connection) = config.connect(NoTls).await.unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notification(n) = message {
+                let _ = tx.send(n.payload().to_owned());
+            }
+        }
+    });
+    client
+        .batch_execute(&format!(
+            "LISTEN {JOBS_CHANNEL}; LISTEN {WORKFLOWS_CHANNEL}"
+        ))
+        .await
+        .unwrap();
+    (client, rx)
+}
+
+#[tokio::test]
+async fn a_job_and_a_finished_workflow_on_one_server_wake_the_waiters_of_another() {
+    let db = TestDb::new().await;
+    let a = deaf_server(&db.url).await;
+    let b = deaf_server(&db.url).await;
+    let mut on_a = clients(&a).await;
+    let mut on_b = clients(&b).await;
+    put_yaml(&mut on_a, ONE_STEP).await;
+    eventually(Duration::from_secs(10), || async {
+        (listeners(&db.url).await == 2).then_some(())
+    })
+    .await;
+
+    // A poller waiting on B, with no job anywhere yet.
+    let mut poller = on_b.clone();
+    let polling = tokio::spawn(async move { poll_one(&mut poller, "test.work").await });
+    eventually(Duration::from_secs(5), || async {
+        (metric(&b, "rondo_waiting_pollers").await == 1.0).then_some(())
+    })
+    .await;
+    let id = start(&mut on_a, "one", "{}").await;
+    let job = tokio::time::timeout(Duration::from_secs(5), polling)
+        .await
+        .expect("the job started on A reaches the poller on B long before any re-check")
+        .unwrap();
+    assert_eq!(job.workflow_id, id);
+
+    // An AwaitWorkflow waiting on A for a workflow completed through B.
+    let mut awaiting = on_a.clone();
+    let awaited = {
+        let id = id.clone();
+        tokio::spawn(async move { await_done(&mut awaiting, &id, Duration::from_secs(20)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    complete(&mut on_b, &job, "done", "{}").await.unwrap();
+    let workflow = tokio::time::timeout(Duration::from_secs(5), awaited)
+        .await
+        .expect("the workflow completed on B wakes the AwaitWorkflow on A")
+        .unwrap();
+    assert_eq!(workflow.status(), v1::WorkflowStatus::Completed);
+}
+
+#[tokio::test]
+async fn a_server_alone_sends_no_notifications_until_another_listens() {
+    let server = TestServer::start().await;
+    let mut c = clients(&server).await;
+    put_yaml(&mut c, ONE_STEP).await;
+    let (observer, mut heard) = listen_as(server.db_url(), "test-observer").await;
+
+    let id = start(&mut c, "one", "{}").await;
+    let job = poll_one(&mut c, "test.work").await;
+    complete(&mut c, &job, "done", "{}").await.unwrap();
+    await_done(&mut c, &id, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        heard.try_recv().ok(),
+        None,
+        "a server alone notifies nobody"
+    );
+
+    // Posing as another server's listener, the observer hears the next start.
+    observer
+        .batch_execute(&format!("SET application_name = '{LISTENER_APPLICATION}'"))
+        .await
+        .unwrap();
+    // The server looks for other servers at most once a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    start(&mut c, "one", "{}").await;
+    let payload = tokio::time::timeout(Duration::from_secs(5), heard.recv())
+        .await
+        .expect("a notification once another server listens")
+        .unwrap();
+    assert!(payload.contains("test.work"), "{payload}");
+}
