@@ -44,19 +44,7 @@ impl Service {
         &self,
         pending: Pending,
     ) -> Result<Completed, ServiceError> {
-        let job_id = pending.job_id;
-        let (answer, start_runner) = self.completions.push(pending);
-        if start_runner {
-            tokio::spawn(self.clone().run_completions());
-        }
-        group::answer(answer, &format!("job {job_id}'s completion")).await
-    }
-
-    /// Applies queued completions, batch after batch, until none is left.
-    async fn run_completions(self) {
-        while let Some(batch) = self.completions.take() {
-            self.completions.apply("completion", batch, &self).await;
-        }
+        group::submit(&self.completions, self, pending, "completion").await
     }
 
     /// Applies a batch in one transaction. Each completion gets its answer, or None when

@@ -6,7 +6,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
@@ -163,14 +163,41 @@ impl<R: Keyed, A> Group<R, A> {
     }
 }
 
+/// Queues `request` in `group` and waits for its answer; starts a runner, which applies
+/// batches with `applier` until the queue is empty, when fewer than [`MAX_RUNNERS`] run.
+/// `what` names a request in logs and errors ("completion").
+pub(crate) async fn submit<R, A, S>(
+    group: &Arc<Group<R, A>>,
+    applier: &S,
+    request: R,
+    what: &'static str,
+) -> Result<A, ServiceError>
+where
+    R: Keyed + Send + Sync + 'static,
+    A: Send + 'static,
+    S: Applies<R, A> + Clone + Send + Sync + 'static,
+{
+    let (reply, start_runner) = group.push(request);
+    if start_runner {
+        let group = group.clone();
+        let applier = applier.clone();
+        tokio::spawn(async move {
+            while let Some(batch) = group.take() {
+                group.apply(what, batch, &applier).await;
+            }
+        });
+    }
+    answer(reply, what).await
+}
+
 /// The answer a caller waits for, or Unavailable when the server stopped first.
-pub(crate) async fn answer<A>(
+async fn answer<A>(
     answer: oneshot::Receiver<Result<A, ServiceError>>,
     what: &str,
 ) -> Result<A, ServiceError> {
     answer.await.map_err(|_| {
         ServiceError::Unavailable(format!(
-            "the server stopped before {what} was applied; send it again"
+            "the server stopped before the {what} was done; send it again"
         ))
     })?
 }

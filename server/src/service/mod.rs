@@ -178,6 +178,8 @@ pub struct Service {
     completions: Arc<complete::Completions>,
     /// Starts waiting to be applied together.
     starts: Arc<start::Starts>,
+    /// Workflow reads waiting for their batch.
+    reads: Arc<workflows::Reads>,
     /// Turns to run a claim query: at most a quarter of the pool claims at once.
     claims: Arc<tokio::sync::Semaphore>,
 }
@@ -202,6 +204,7 @@ impl Service {
             job_ids: Arc::default(),
             completions: Arc::default(),
             starts: Arc::default(),
+            reads: Arc::default(),
             claims: Arc::new(tokio::sync::Semaphore::new(claim_turns)),
         }
     }

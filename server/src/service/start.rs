@@ -76,18 +76,7 @@ impl Service {
         &self,
         pending: PendingStart,
     ) -> Result<Started, ServiceError> {
-        let (answer, start_runner) = self.starts.push(pending);
-        if start_runner {
-            tokio::spawn(self.clone().run_starts());
-        }
-        group::answer(answer, "the start").await
-    }
-
-    /// Applies queued starts, batch after batch, until none is left.
-    async fn run_starts(self) {
-        while let Some(batch) = self.starts.take() {
-            self.starts.apply("start", batch, &self).await;
-        }
+        group::submit(&self.starts, self, pending, "start").await
     }
 
     /// Applies a batch of starts; each gets its answer. Starts due at once are written as

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::group::{self, Answers, Applies, Keyed};
 use super::start::PendingStart;
 use super::step::{Apply, Target};
 use super::{Outbox, Service, ServiceError, millis};
@@ -63,6 +64,47 @@ pub struct WorkflowView {
     pub workflow: WorkflowRecord,
     /// Its current or last job.
     pub job: Option<JobRecord>,
+}
+
+/// A workflow to read, batched with the other reads waiting (see `group`): an
+/// `AwaitWorkflow` reads its workflow when it arrives, so under load many arrive together.
+pub(crate) struct Read(Uuid);
+
+impl Keyed for Read {
+    type Key = Uuid;
+    fn key(&self) -> Option<Uuid> {
+        None
+    }
+}
+
+/// Reads waiting to be done together.
+pub(crate) type Reads = group::Group<Read, WorkflowView>;
+
+impl Applies<Read, WorkflowView> for Service {
+    async fn apply_batch<'a>(
+        &'a self,
+        requests: &'a [&'a Read],
+    ) -> Result<Answers<WorkflowView>, ServiceError> {
+        let ids: Vec<Uuid> = requests.iter().map(|r| r.0).collect();
+        let client = self.pool().get().await?;
+        let found = workflows::get_with_jobs(&client, &ids).await?;
+        // Two calls may read the same workflow.
+        Ok(ids
+            .iter()
+            .map(|id| {
+                Some(
+                    found
+                        .iter()
+                        .find(|(w, _)| w.id == *id)
+                        .map(|(workflow, job)| WorkflowView {
+                            workflow: workflow.clone(),
+                            job: job.clone(),
+                        })
+                        .ok_or_else(|| not_found(*id)),
+                )
+            })
+            .collect())
+    }
 }
 
 /// Result of a start.
@@ -225,15 +267,7 @@ impl Service {
 
     /// Reads a workflow with its current job.
     pub async fn get_workflow(&self, id: Uuid) -> Result<WorkflowView, ServiceError> {
-        let client = self.pool().get().await?;
-        // Both reads in one round trip.
-        let (workflow, job) =
-            tokio::join!(workflows::get(&client, id), jobs::current_of(&client, id));
-        let workflow = workflow?.ok_or_else(|| not_found(id))?;
-        Ok(WorkflowView {
-            workflow,
-            job: job?,
-        })
+        group::submit(&self.reads, self, Read(id), "workflow read").await
     }
 
     pub(crate) async fn view_with(

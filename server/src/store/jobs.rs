@@ -263,26 +263,6 @@ pub async fn get_with_workflow(
         .transpose()
 }
 
-const CURRENT_OF: &str = concat!(
-    "SELECT ",
-    job_columns!(),
-    " FROM jobs j WHERE j.id = (SELECT current_job_id FROM workflows WHERE id = $1)"
-);
-
-/// Reads a workflow's current (or last) job.
-pub async fn current_of(
-    client: &impl GenericClient,
-    workflow_id: Uuid,
-) -> Result<Option<JobRecord>, StoreError> {
-    let stmt = client.prepare_cached(CURRENT_OF).await?;
-    client
-        .query_opt(&stmt, &[&workflow_id])
-        .await?
-        .as_ref()
-        .map(JobRecord::from_row)
-        .transpose()
-}
-
 /// Reads one job.
 pub async fn get(client: &impl GenericClient, id: i64) -> Result<Option<JobRecord>, StoreError> {
     let stmt = client.prepare_cached(GET).await?;

@@ -9,6 +9,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::StoreError;
+use super::jobs::JobRecord;
 
 /// Lifecycle state of a workflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +253,35 @@ const GET: &str = concat!(
     workflow_columns!(),
     " FROM workflows w WHERE w.id = $1"
 );
+/// Workflows with their current (or last) job, in one snapshot. The job's columns come first
+/// and are NULL when there is no job.
+const GET_WITH_JOBS: &str = concat!(
+    "SELECT ",
+    super::jobs::job_columns!(),
+    ", ",
+    workflow_columns!(),
+    " FROM workflows w LEFT JOIN jobs j ON j.id = w.current_job_id WHERE w.id = ANY($1)"
+);
+
+/// Reads workflows by id, each with its current (or last) job; missing ones are left out.
+pub async fn get_with_jobs(
+    client: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<Vec<(WorkflowRecord, Option<JobRecord>)>, StoreError> {
+    let stmt = client.prepare_cached(GET_WITH_JOBS).await?;
+    let rows = client.query(&stmt, &[&ids]).await?;
+    rows.iter()
+        .map(|row| {
+            let job = match row.try_get::<_, Option<i64>>(0)? {
+                Some(_) => Some(JobRecord::from_row(row)?),
+                None => None,
+            };
+            let workflow = WorkflowRecord::from_row_offset(row, super::jobs::JOB_COLUMN_COUNT)?;
+            Ok((workflow, job))
+        })
+        .collect()
+}
+
 const GET_BY_KEY: &str = concat!(
     "SELECT ",
     workflow_columns!(),

@@ -563,3 +563,43 @@ async fn an_awaiting_call_gets_the_workflow_exactly_as_stored_when_it_finishes()
         assert_eq!(awaited, get(&mut c, id).await);
     }
 }
+
+/// Reads arriving together are done together: each call still gets its own workflow, two
+/// calls for one workflow both get it, and an unknown id fails alone with NOT_FOUND.
+#[tokio::test]
+async fn workflows_read_together_each_get_their_own_answer() {
+    let server = TestServer::start().await;
+    let mut c = clients(&server).await;
+    put_yaml(&mut c, ONE_STEP).await;
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        ids.push(start(&mut c, "one", &format!(r#"{{"n": {n}}}"#)).await);
+    }
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let mut asked: Vec<String> = ids.iter().chain(ids.iter().take(5)).cloned().collect();
+    asked.push(unknown.clone());
+    let reads = asked.iter().map(|id| {
+        let mut c = c.clone();
+        let id = id.clone();
+        async move {
+            let req = v1::GetWorkflowRequest { id: id.clone() };
+            (id, c.workflows.get_workflow(req).await)
+        }
+    });
+    for (id, answer) in futures::future::join_all(reads).await {
+        match answer {
+            Ok(answer) if id != unknown => {
+                let workflow = answer.into_inner().workflow.unwrap();
+                assert_eq!(workflow.id, id);
+                let n = ids.iter().position(|i| *i == id).unwrap();
+                assert_eq!(workflow.input, format!(r#"{{"n":{n}}}"#));
+                assert_eq!(workflow.current_job.unwrap().node, "work");
+            }
+            Err(status) if id == unknown => {
+                assert_eq!(status.code(), Code::NotFound);
+                assert!(status.message().contains(&unknown), "{}", status.message());
+            }
+            other => panic!("workflow {id}: unexpected answer {other:?}"),
+        }
+    }
+}
