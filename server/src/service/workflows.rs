@@ -14,12 +14,12 @@ use super::group::{self, Answers, Applies, Keyed};
 use super::start::PendingStart;
 use super::step::{Apply, Target};
 use super::{Outbox, Service, ServiceError, millis};
-use crate::store::GenericClient;
 use crate::store::batch::JobEnd;
 use crate::store::events::{self, EventKind, EventRecord, NewEvent};
 use crate::store::jobs::{self, JobRecord, JobState};
 use crate::store::listen::Notice;
 use crate::store::workflows::{self, ListFilter, NewWorkflow, WorkflowRecord, WorkflowStatus};
+use crate::store::{self, GenericClient};
 
 /// A request to start a workflow.
 #[derive(Debug, Clone, Default)]
@@ -290,7 +290,7 @@ impl Service {
             .as_deref()
             .map(parse_page_token)
             .transpose()?;
-        let client = self.pool().get().await?;
+        let mut client = self.pool().get().await?;
         let filter = ListFilter {
             graph: req.graph.as_deref(),
             status: req.status,
@@ -298,7 +298,11 @@ impl Service {
             after,
             limit: limit + 1,
         };
-        let mut rows = workflows::list(&client, &filter).await?;
+        // A read-only transaction, only so that its filters choose its index.
+        let tx = client.transaction().await?;
+        store::custom_plans(&tx).await?;
+        let mut rows = workflows::list(&tx, &filter).await?;
+        tx.commit().await?;
         let next_page_token = if rows.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
             rows.pop();
             rows.last()

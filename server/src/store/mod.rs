@@ -45,11 +45,31 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Planner settings of the pool's sessions, before any `options` the URL gives (which win).
+///
+/// Every hot statement is a point lookup or a short index scan, run thousands of times a
+/// second with new parameters. With the default `plan_cache_mode = auto`, PostgreSQL plans
+/// such a statement again at every execution whenever its generic plan is estimated dearer
+/// than the custom ones, which is always the case for array parameters of one element: on
+/// an idle server, planning was most of PostgreSQL's time. A generic plan is made once per
+/// connection and statement, and made again when the table's statistics change (see
+/// `statistics`). `random_page_cost = 1.1` prices index probes for data in memory or on SSD,
+/// not on a spinning disk, so that a generic plan made while a table holds a few thousand
+/// rows still looks rows up by index instead of scanning the table.
+/// `list_workflows`, whose optional filters need the parameters to pick an index, asks for a
+/// custom plan ([`custom_plans`]).
+const SESSION_OPTIONS: &str = "-c plan_cache_mode=force_generic_plan -c random_page_cost=1.1";
+
 /// Creates the connection pool.
 pub fn pool(database_url: &str, size: usize) -> Result<Pool, StoreError> {
-    let pg: tokio_postgres::Config = database_url
+    let mut pg: tokio_postgres::Config = database_url
         .parse()
         .map_err(|e: tokio_postgres::Error| StoreError::BadUrl(e.to_string()))?;
+    let options = match pg.get_options() {
+        Some(given) => format!("{SESSION_OPTIONS} {given}"),
+        None => SESSION_OPTIONS.to_owned(),
+    };
+    pg.options(&options);
     let manager = deadpool_postgres::Manager::from_config(
         pg,
         NoTls,
@@ -64,6 +84,14 @@ pub fn pool(database_url: &str, size: usize) -> Result<Pool, StoreError> {
         .create_timeout(Some(Duration::from_secs(10)))
         .build()
         .map_err(|e| StoreError::BadUrl(e.to_string()))
+}
+
+/// Makes the rest of transaction `tx` plan each statement for its parameters (see
+/// [`SESSION_OPTIONS`]).
+pub async fn custom_plans(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.batch_execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        .await?;
+    Ok(())
 }
 
 /// Opens one dedicated connection (not pooled), driving it on a background task.

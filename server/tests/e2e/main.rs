@@ -10,6 +10,6 @@ mod failures;
 mod graphs;
 mod notifications;
 mod ops;
+mod planner;
 mod schedules;
-mod statistics;
 mod workflows;

@@ -1,5 +1,6 @@
-//! The server keeps the planner's statistics of the hot tables from falling far behind their
-//! size, so that plans cached while a table was small do not outlive its growth.
+//! How the server keeps PostgreSQL's plans fit: its sessions plan each statement once
+//! (generic plans), and it keeps the statistics of the hot tables from falling far behind
+//! their size, so that plans cached while a table was small do not outlive its growth.
 
 use std::time::Duration;
 
@@ -50,4 +51,35 @@ async fn a_hot_table_that_outgrew_its_statistics_is_analyzed_and_the_others_are_
         "workflows did not change, so it must not be analyzed"
     );
     server.shutdown().await.unwrap();
+}
+
+/// The value of setting `name` in a session of a pool made for `url`.
+async fn pooled_setting(url: &str, name: &str) -> String {
+    let pool = rondo_server::store::pool(url, 1).unwrap();
+    let client = pool.get().await.unwrap();
+    client
+        .query_one("SELECT current_setting($1)", &[&name])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn pooled_sessions_plan_once_and_options_in_the_url_win() {
+    let db = TestDb::new().await;
+    assert_eq!(
+        pooled_setting(&db.url, "plan_cache_mode").await,
+        "force_generic_plan"
+    );
+    assert_eq!(pooled_setting(&db.url, "random_page_cost").await, "1.1");
+    let tuned = match (db.url.contains("://"), db.url.contains('?')) {
+        (false, _) => format!("{} options='-c random_page_cost=2'", db.url),
+        (true, true) => format!("{}&options=-c%20random_page_cost%3D2", db.url),
+        (true, false) => format!("{}?options=-c%20random_page_cost%3D2", db.url),
+    };
+    assert_eq!(pooled_setting(&tuned, "random_page_cost").await, "2");
+    assert_eq!(
+        pooled_setting(&tuned, "plan_cache_mode").await,
+        "force_generic_plan"
+    );
 }
