@@ -108,7 +108,20 @@ enum Key {
     Workflow(Uuid),
 }
 
-/// In-memory registry of waiters, fed by notifications.
+/// How long a graph's latest version number is trusted without a notification: a safety net
+/// for a notification that never came.
+const LATEST_GRAPH_FRESH: Duration = Duration::from_secs(10);
+
+/// The latest version number of graphs, as last read, and a counter bumped by every
+/// notification that may make one stale, so that a read begun before it is not remembered.
+#[derive(Debug, Default)]
+struct LatestGraphs {
+    versions: HashMap<String, (i32, Instant)>,
+    epoch: u64,
+}
+
+/// In-memory registry of waiters, fed by notifications; and the latest graph versions, which
+/// notifications invalidate.
 #[derive(Debug)]
 pub struct Dispatcher {
     /// Waiters by what they wait for, oldest first. Never held across an await.
@@ -121,6 +134,8 @@ pub struct Dispatcher {
     orphans: mpsc::UnboundedSender<LeasedJob>,
     /// The receiving end of `orphans`, taken once by [`Dispatcher::take_orphans`].
     orphans_rx: Mutex<Option<mpsc::UnboundedReceiver<LeasedJob>>>,
+    /// Latest graph versions, so that a start of "the latest" needs no read.
+    latest_graphs: Mutex<LatestGraphs>,
 }
 
 impl Default for Dispatcher {
@@ -255,6 +270,40 @@ impl Dispatcher {
             empty: Mutex::default(),
             orphans,
             orphans_rx: Mutex::new(Some(orphans_rx)),
+            latest_graphs: Mutex::default(),
+        }
+    }
+
+    /// The latest version of graph `name`, when known and fresh; otherwise the epoch to hand
+    /// to [`Dispatcher::remember_latest_graph`] with the version read.
+    pub fn latest_graph(&self, name: &str) -> Result<i32, u64> {
+        let latest = self.latest_graphs.lock().expect("dispatcher lock");
+        match latest.versions.get(name) {
+            Some(&(version, at)) if at.elapsed() < LATEST_GRAPH_FRESH => Ok(version),
+            _ => Err(latest.epoch),
+        }
+    }
+
+    /// Remembers the latest version of graph `name`, read at `epoch`, unless a notification
+    /// has come since.
+    pub fn remember_latest_graph(&self, name: &str, version: i32, epoch: u64) {
+        let mut latest = self.latest_graphs.lock().expect("dispatcher lock");
+        if latest.epoch == epoch {
+            latest
+                .versions
+                .insert(name.to_owned(), (version, Instant::now()));
+        }
+    }
+
+    /// Forgets the latest version of `name`, or of every graph.
+    fn forget_latest_graph(&self, name: Option<&str>) {
+        let mut latest = self.latest_graphs.lock().expect("dispatcher lock");
+        latest.epoch += 1;
+        match name {
+            Some(name) => {
+                latest.versions.remove(name);
+            }
+            None => latest.versions.clear(),
         }
     }
 
@@ -469,7 +518,12 @@ impl Dispatcher {
                 }
             }
             Notice::WorkflowChanged(id) => self.wake(&Key::Workflow(id)),
-            Notice::Connected => self.wake_everyone(),
+            Notice::GraphStored(name) => self.forget_latest_graph(Some(&name)),
+            Notice::Connected => {
+                // Notifications may have been lost meanwhile.
+                self.forget_latest_graph(None);
+                self.wake_everyone();
+            }
         }
     }
 

@@ -6,6 +6,7 @@ use rondo_engine::{GraphDef, Problem};
 use super::{Service, ServiceError};
 use crate::store::graphs;
 use crate::store::graphs::GraphRecord;
+use crate::store::listen::Notice;
 
 /// A stored version with its definition.
 #[derive(Debug, Clone)]
@@ -40,6 +41,10 @@ impl Service {
         let (record, created) =
             graphs::put(&tx, &def.name, validated.graph.hash(), &definition).await?;
         tx.commit().await?;
+        if created {
+            let stored = Notice::GraphStored(def.name.clone());
+            self.announce(vec![stored], Vec::new(), &[])?;
+        }
         let def = decode(&record)?;
         Ok(PutResult {
             graph: StoredGraph { record, def },

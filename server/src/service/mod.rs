@@ -324,12 +324,18 @@ impl Service {
         name: &str,
         version: i32,
     ) -> Result<(Arc<Graph>, i32), ServiceError> {
-        // Versions never change, so only the number of the latest is read each time.
-        let version = match version {
-            0 => store::graphs::latest_version(client, name)
-                .await?
-                .unwrap_or(0),
-            v => v,
+        // Versions never change; the number of the latest is known until a notification
+        // says a new one was stored.
+        let version = match (version, self.dispatch.latest_graph(name)) {
+            (0, Ok(latest)) => latest,
+            (0, Err(epoch)) => match store::graphs::latest_version(client, name).await? {
+                Some(latest) => {
+                    self.dispatch.remember_latest_graph(name, latest, epoch);
+                    latest
+                }
+                None => 0,
+            },
+            (v, _) => v,
         };
         if let Some(g) = self.cached_graph(name, version) {
             return Ok((g, version));

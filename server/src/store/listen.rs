@@ -29,6 +29,8 @@ use super::StoreError;
 pub const JOBS_CHANNEL: &str = "rondo_jobs";
 /// Channel announcing workflows that stopped running; payload `origin<TAB>workflow_id`.
 pub const WORKFLOWS_CHANNEL: &str = "rondo_workflows";
+/// Channel announcing a new version of a graph; payload `origin<TAB>graph_name`.
+pub const GRAPHS_CHANNEL: &str = "rondo_graphs";
 
 /// What the listener hears.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +46,8 @@ pub enum Notice {
     },
     /// A workflow stopped running (completed, cancelled or stuck).
     WorkflowChanged(Uuid),
+    /// A new version of the graph of this name was stored.
+    GraphStored(String),
     /// The listening connection was (re-)established; notifications may have been missed.
     Connected,
 }
@@ -83,6 +87,7 @@ fn payload(notice: &Notice, origin: Uuid) -> Option<(&'static str, String)> {
             ),
         )),
         Notice::WorkflowChanged(id) => Some((WORKFLOWS_CHANNEL, format!("{origin}\t{id}"))),
+        Notice::GraphStored(name) => Some((GRAPHS_CHANNEL, format!("{origin}\t{name}"))),
         Notice::Connected => None,
     }
 }
@@ -106,6 +111,7 @@ fn merge(batch: Vec<Notice>) -> Vec<Notice> {
                 },
             ) => a == b && at_a.timestamp_millis() == at_b.timestamp_millis(),
             (Notice::WorkflowChanged(a), Notice::WorkflowChanged(b)) => a == b,
+            (Notice::GraphStored(a), Notice::GraphStored(b)) => a == b,
             _ => false,
         });
         match (existing, notice) {
@@ -142,10 +148,11 @@ impl Notifier {
     }
 
     /// Whether another server listens on this database, looked up at most once per
-    /// [`PEERS_FRESH`]; true when it cannot be told.
-    async fn others_listen(&mut self, own: i32) -> bool {
+    /// [`PEERS_FRESH`] unless `fresh`; true when it cannot be told.
+    async fn others_listen(&mut self, own: i32, fresh: bool) -> bool {
         if let Some((at, others)) = self.looked
             && at.elapsed() < PEERS_FRESH
+            && !fresh
         {
             return others;
         }
@@ -204,7 +211,13 @@ pub async fn run_notifier(
         let Some(n) = notifier.as_mut() else {
             continue;
         };
-        if !n.others_listen(listener.load(Ordering::Acquire)).await {
+        // A server that started within the last look may have cached the graph already, and
+        // no re-check would correct it: look again.
+        let fresh = batch.iter().any(|n| matches!(n, Notice::GraphStored(_)));
+        if !n
+            .others_listen(listener.load(Ordering::Acquire), fresh)
+            .await
+        {
             continue;
         }
         let (channels, payloads): (Vec<&str>, Vec<String>) = merge(batch)
@@ -235,6 +248,7 @@ pub fn parse(channel: &str, payload: &str) -> Option<(Uuid, Notice)> {
             }
         }
         WORKFLOWS_CHANNEL => Notice::WorkflowChanged(rest.parse().ok()?),
+        GRAPHS_CHANNEL => Notice::GraphStored(rest.to_owned()),
         _ => return None,
     };
     Some((origin, notice))
@@ -301,7 +315,7 @@ async fn listen_once(
     });
     client
         .batch_execute(&format!(
-            "LISTEN {JOBS_CHANNEL}; LISTEN {WORKFLOWS_CHANNEL}"
+            "LISTEN {JOBS_CHANNEL}; LISTEN {WORKFLOWS_CHANNEL}; LISTEN {GRAPHS_CHANNEL}"
         ))
         .await?;
     let pid: i32 = client
@@ -355,6 +369,20 @@ mod tests {
             None
         );
         assert_eq!(parse("other", "x"), None);
+    }
+
+    #[test]
+    fn graph_payload_round_trips_and_repeats_merge() {
+        let origin = Uuid::now_v7();
+        let stored = Notice::GraphStored("payments.refund".into());
+        let (channel, text) = payload(&stored, origin).unwrap();
+        assert_eq!(channel, GRAPHS_CHANNEL);
+        assert_eq!(parse(channel, &text), Some((origin, stored.clone())));
+        let other = Notice::GraphStored("orders".into());
+        assert_eq!(
+            merge(vec![stored.clone(), other.clone(), stored.clone()]),
+            [stored, other]
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::support::{
-    ONE_STEP, await_done, clients, complete, eventually, metric, poll_one, put_yaml, start,
+    ONE_STEP, await_done, clients, complete, eventually, get, metric, poll_one, put_yaml, start,
 };
 
 /// A server whose re-check is too slow to matter: only a notification wakes its pollers.
@@ -136,4 +136,40 @@ async fn a_server_alone_sends_no_notifications_until_another_listens() {
         .expect("a notification once another server listens")
         .unwrap();
     assert!(payload.contains("test.work"), "{payload}");
+}
+
+/// A start of "the latest version" on one server uses the version another server has just
+/// stored, although the first had it cached.
+#[tokio::test]
+async fn a_graph_stored_on_one_server_is_the_latest_on_another() {
+    let db = TestDb::new().await;
+    let a = deaf_server(&db.url).await;
+    let b = deaf_server(&db.url).await;
+    let mut on_a = clients(&a).await;
+    let mut on_b = clients(&b).await;
+    assert_eq!(put_yaml(&mut on_a, ONE_STEP).await, 1);
+    eventually(Duration::from_secs(10), || async {
+        (listeners(&db.url).await == 2).then_some(())
+    })
+    .await;
+    let first = start(&mut on_b, "one", "{}").await;
+    assert_eq!(get(&mut on_b, &first).await.graph_version, 1);
+
+    let second_version = ONE_STEP.replace("timeout: 30s", "timeout: 45s");
+    let cached_on_a = start(&mut on_a, "one", "{}").await;
+    assert_eq!(get(&mut on_a, &cached_on_a).await.graph_version, 1);
+    assert_eq!(put_yaml(&mut on_a, &second_version).await, 2);
+    // The server that stored it knows at once.
+    let on_a_now = start(&mut on_a, "one", "{}").await;
+    assert_eq!(get(&mut on_a, &on_a_now).await.graph_version, 2);
+    let started = eventually(Duration::from_secs(5), || {
+        let mut on_b = on_b.clone();
+        async move {
+            let id = start(&mut on_b, "one", "{}").await;
+            let version = get(&mut on_b, &id).await.graph_version;
+            (version == 2).then_some(version)
+        }
+    })
+    .await;
+    assert_eq!(started, 2);
 }
