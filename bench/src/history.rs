@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::db::{self, Shape};
-use crate::procstat::{Measured, Proc, measured};
+use crate::procstat::{Measured, Proc};
 use crate::workloads::{self, Batch, BatchResult, LABEL, OPERATION};
 
 /// What (h) measured.
@@ -24,7 +24,8 @@ pub struct HistoryResult {
 }
 
 /// Seeds at least `jobs` completed jobs as workflows of `chain`'s graph and length, vacuums,
-/// then runs `chain` against the server at `grpc_url`.
+/// then runs `chain` against the server at `grpc_url` ([`workloads::CHAIN_RUNS`] times, the
+/// median reported).
 pub async fn run_history(
     server: &Proc,
     grpc_url: &str,
@@ -43,9 +44,8 @@ pub async fn run_history(
     let workflows = db::seed_history(&mut client, &shape, chain.steps, jobs).await?;
     let seed_wall = started.elapsed();
     let vacuum_wall = db::vacuum(&client).await?;
-    let chains = measured(server, workloads::run_batch(grpc_url, chain))
-        .await
-        .transpose()?;
+    let chains =
+        workloads::run_batch_median(server, grpc_url, chain, workloads::CHAIN_RUNS).await?;
     Ok(HistoryResult {
         jobs: u64::from(workflows) * u64::from(chain.steps),
         workflows,

@@ -185,8 +185,10 @@ async fn run(sizes: Sizes) -> anyhow::Result<Report> {
         .await
         .transpose()?;
     eprintln!(
-        "(b) chains: {} workflows of {} steps...",
-        sizes.chains, sizes.chain_steps
+        "(b) chains: {} workflows of {} steps, {} runs...",
+        sizes.chains,
+        sizes.chain_steps,
+        workloads::CHAIN_RUNS
     );
     let chain = Batch {
         graph: CHAIN_GRAPH,
@@ -194,9 +196,7 @@ async fn run(sizes: Sizes) -> anyhow::Result<Report> {
         steps: sizes.chain_steps,
         concurrency: sizes.concurrency,
     };
-    let chains = measured(&proc, workloads::run_batch(&url, &chain))
-        .await
-        .transpose()?;
+    let chains = workloads::run_batch_median(&proc, &url, &chain, workloads::CHAIN_RUNS).await?;
 
     let probe = Probe {
         server: &proc,

@@ -487,7 +487,20 @@ impl Report {
     /// Wall time, steps and workflows per second, and handler calls of a chain batch,
     /// keyed `{prefix}_*`.
     fn chain_figures(&self, prefix: &str, batch: &BatchResult) -> Vec<Figure> {
+        let steps = u64::from(self.sizes.chains) * u64::from(self.sizes.chain_steps);
+        let runs: Vec<f64> = batch
+            .runs
+            .iter()
+            .filter_map(|wall| per_second(steps, *wall))
+            .map(|rate| (rate * 10.0).round() / 10.0)
+            .collect();
         vec![
+            figure(
+                &format!("{prefix}_runs_steps_per_s"),
+                "steps per second of each run (the median one is reported)",
+                runs,
+                "/s",
+            ),
             number(
                 &format!("{prefix}_wall_s"),
                 "first start to last completion",

@@ -22,6 +22,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::procstat::{Measured, Proc, measured};
+
 /// The one operation of every benchmark graph.
 pub const OPERATION: &str = "bench.work";
 
@@ -101,10 +103,13 @@ pub struct Batch {
 }
 
 /// What a batch measured.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BatchResult {
     /// From just before the first start to the last completion seen.
     pub wall: Duration,
+    /// The wall time of every run of the phase, in order, this one's included (see
+    /// [`run_batch_median`]).
+    pub runs: Vec<Duration>,
     /// Handler calls; above `count × steps` when jobs were delivered more than once.
     pub handler_calls: u64,
 }
@@ -149,8 +154,36 @@ pub async fn run_batch(grpc_url: &str, batch: &Batch) -> anyhow::Result<BatchRes
     worker.await??;
     Ok(BatchResult {
         wall,
+        runs: vec![wall],
         handler_calls: calls.load(Ordering::Relaxed),
     })
+}
+
+/// Runs of the chain workload in (b) and in (h). Each takes a second or two, so one run
+/// disturbed by the rest of a shared machine could decide a ratio; the median run is reported.
+pub const CHAIN_RUNS: usize = 3;
+
+/// Runs `batch` `runs` times, each measured on its own, and returns the run of median wall
+/// time, with the wall times of all of them.
+pub async fn run_batch_median(
+    server: &Proc,
+    grpc_url: &str,
+    batch: &Batch,
+    runs: usize,
+) -> anyhow::Result<Measured<BatchResult>> {
+    let mut done = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        done.push(
+            measured(server, run_batch(grpc_url, batch))
+                .await
+                .transpose()?,
+        );
+    }
+    let walls: Vec<Duration> = done.iter().map(|m| m.value.wall).collect();
+    done.sort_by_key(|m| m.value.wall);
+    let mut median = done.swap_remove(done.len() / 2);
+    median.value.runs = walls;
+    Ok(median)
 }
 
 /// One client task of a batch.
