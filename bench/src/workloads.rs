@@ -260,6 +260,12 @@ pub struct LatencySamples {
     pub dispatch_ms: Vec<f64>,
 }
 
+/// Polls the latency worker keeps waiting. With one, the worker is still on its way back
+/// from completing a job when the next round starts, so the round measures which of its next
+/// poll and the next start reaches the server first, not a start on an idle system where a
+/// worker waits; with two, one of them always waits (a worker of concurrency two).
+const LATENCY_POLLERS: usize = 2;
+
 /// Runs `rounds` one-step workflows one after another on an otherwise idle server, after a
 /// few unmeasured warm-up rounds.
 pub async fn run_latency(grpc_url: &str, rounds: u32) -> anyhow::Result<LatencySamples> {
@@ -269,11 +275,15 @@ pub async fn run_latency(grpc_url: &str, rounds: u32) -> anyhow::Result<LatencyS
     let (samples_tx, mut samples) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
     let _stop_worker = shutdown.clone().drop_guard();
-    let worker = tokio::spawn(raw_worker(
-        WorkerServiceClient::new(channel),
-        samples_tx,
-        shutdown.clone(),
-    ));
+    let mut workers = JoinSet::new();
+    for _ in 0..LATENCY_POLLERS {
+        workers.spawn(raw_worker(
+            WorkerServiceClient::new(channel.clone()),
+            samples_tx.clone(),
+            shutdown.clone(),
+        ));
+    }
+    drop(samples_tx);
     let client = Client::connect(grpc_url)?;
 
     for _ in 0..WARMUP_ROUNDS {
@@ -287,7 +297,9 @@ pub async fn run_latency(grpc_url: &str, rounds: u32) -> anyhow::Result<LatencyS
     }
 
     shutdown.cancel();
-    worker.await??;
+    while let Some(worker) = workers.join_next().await {
+        worker??;
+    }
     let mut dispatch_ms = Vec::new();
     while let Ok(sample) = samples.try_recv() {
         dispatch_ms.push(sample);
