@@ -672,13 +672,6 @@ pub async fn insert_started(
     let stmt = client.prepare_cached(INSERT_STARTED).await?;
     let rows = client.query(&stmt, &refs(&params)).await?;
     rows.iter()
-        .map(|row| {
-            let job = match row.try_get::<_, Option<i64>>(0)? {
-                Some(_) => Some(JobRecord::from_row(row)?),
-                None => None,
-            };
-            let workflow = WorkflowRecord::from_row_offset(row, super::jobs::JOB_COLUMN_COUNT)?;
-            Ok((workflow, job))
-        })
+        .map(super::workflows::with_job_from_row)
         .collect()
 }

@@ -270,16 +270,20 @@ pub async fn get_with_jobs(
 ) -> Result<Vec<(WorkflowRecord, Option<JobRecord>)>, StoreError> {
     let stmt = client.prepare_cached(GET_WITH_JOBS).await?;
     let rows = client.query(&stmt, &[&ids]).await?;
-    rows.iter()
-        .map(|row| {
-            let job = match row.try_get::<_, Option<i64>>(0)? {
-                Some(_) => Some(JobRecord::from_row(row)?),
-                None => None,
-            };
-            let workflow = WorkflowRecord::from_row_offset(row, super::jobs::JOB_COLUMN_COUNT)?;
-            Ok((workflow, job))
-        })
-        .collect()
+    rows.iter().map(with_job_from_row).collect()
+}
+
+/// Reads a row of `job_columns!()` (NULL when there is no job), then `workflow_columns!()`.
+/// The two lists share names, so the workflow's half is read by position.
+pub(crate) fn with_job_from_row(
+    row: &Row,
+) -> Result<(WorkflowRecord, Option<JobRecord>), StoreError> {
+    let job = match row.try_get::<_, Option<i64>>(0)? {
+        Some(_) => Some(JobRecord::from_row(row)?),
+        None => None,
+    };
+    let workflow = WorkflowRecord::from_row_offset(row, super::jobs::JOB_COLUMN_COUNT)?;
+    Ok((workflow, job))
 }
 
 const GET_BY_KEY: &str = concat!(
