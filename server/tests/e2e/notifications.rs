@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::support::{
-    ONE_STEP, await_done, clients, complete, eventually, get, metric, poll_one, put_yaml, start,
+    Clients, ONE_STEP, await_done, clients, complete, eventually, get, metric, poll_one, put_yaml,
+    start,
 };
 
 /// A server whose re-check is too slow to matter: only a notification wakes its pollers.
@@ -20,6 +21,19 @@ async fn deaf_server(db_url: &str) -> TestServer {
         cfg.recheck_interval = Duration::from_secs(600)
     })
     .await
+}
+
+/// Two deaf servers on one new database, with their clients, once both listen.
+async fn two_listening_servers() -> (TestDb, [TestServer; 2], [Clients; 2]) {
+    let db = TestDb::new().await;
+    let a = deaf_server(&db.url).await;
+    let b = deaf_server(&db.url).await;
+    let on = [clients(&a).await, clients(&b).await];
+    eventually(Duration::from_secs(10), || async {
+        (listeners(&db.url).await == 2).then_some(())
+    })
+    .await;
+    (db, [a, b], on)
 }
 
 /// Listening connections of servers (or of the test posing as one) on the database.
@@ -65,16 +79,8 @@ async fn listen_as(
 
 #[tokio::test]
 async fn a_job_and_a_finished_workflow_on_one_server_wake_the_waiters_of_another() {
-    let db = TestDb::new().await;
-    let a = deaf_server(&db.url).await;
-    let b = deaf_server(&db.url).await;
-    let mut on_a = clients(&a).await;
-    let mut on_b = clients(&b).await;
+    let (_db, [_a, b], [mut on_a, mut on_b]) = two_listening_servers().await;
     put_yaml(&mut on_a, ONE_STEP).await;
-    eventually(Duration::from_secs(10), || async {
-        (listeners(&db.url).await == 2).then_some(())
-    })
-    .await;
 
     // A poller waiting on B, with no job anywhere yet.
     let mut poller = on_b.clone();
@@ -142,16 +148,8 @@ async fn a_server_alone_sends_no_notifications_until_another_listens() {
 /// stored, although the first had it cached.
 #[tokio::test]
 async fn a_graph_stored_on_one_server_is_the_latest_on_another() {
-    let db = TestDb::new().await;
-    let a = deaf_server(&db.url).await;
-    let b = deaf_server(&db.url).await;
-    let mut on_a = clients(&a).await;
-    let mut on_b = clients(&b).await;
+    let (_db, _servers, [mut on_a, mut on_b]) = two_listening_servers().await;
     assert_eq!(put_yaml(&mut on_a, ONE_STEP).await, 1);
-    eventually(Duration::from_secs(10), || async {
-        (listeners(&db.url).await == 2).then_some(())
-    })
-    .await;
     let first = start(&mut on_b, "one", "{}").await;
     assert_eq!(get(&mut on_b, &first).await.graph_version, 1);
 
