@@ -220,8 +220,7 @@ impl Service {
     ) -> Result<Vec<LeasedJob>, ServiceError> {
         let flushed = outbox.writes.flush(&tx).await?;
         tx.commit().await?;
-        self.finish(flushed.finished);
-        self.announce(outbox.notices, outbox.leases, &flushed.created)
+        self.announce_flushed(outbox.notices, outbox.leases, flushed)
     }
 
     /// Like [`Service::commit`] for a pipelined transaction: the writes and the COMMIT go in
@@ -234,20 +233,25 @@ impl Service {
         outbox.writes.prepare(tx.client()).await?;
         let flushed = tx.commit_with(outbox.writes.flush(tx.client())).await?;
         drop(tx);
-        self.finish(flushed.finished);
-        self.announce(outbox.notices, outbox.leases, &flushed.created)
+        self.announce_flushed(outbox.notices, outbox.leases, flushed)
     }
 
-    /// After a commit: hands the workflows that completed or were cancelled to this server's
-    /// watchers, so that they answer without reading them back (done before the notices wake
-    /// them).
-    fn finish(&self, finished: Vec<batch::Finished>) {
-        for f in finished {
+    /// After a commit of flushed writes: hands the workflows that completed or were cancelled
+    /// to this server's watchers, so that they answer without reading them back (before the
+    /// notices wake them), then [`Service::announce`]s.
+    fn announce_flushed(
+        &self,
+        notices: Vec<Notice>,
+        leases: Vec<Lease>,
+        flushed: batch::Flushed,
+    ) -> Result<Vec<LeasedJob>, ServiceError> {
+        for f in flushed.finished {
             self.dispatch.workflow_finished(Arc::new(WorkflowView {
                 workflow: f.workflow,
                 job: Some(f.job),
             }));
         }
+        self.announce(notices, leases, &flushed.created)
     }
 
     /// After a commit: wakes this server's own waiters in memory, hands the notifications to
