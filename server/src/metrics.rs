@@ -28,6 +28,7 @@ pub struct Metrics {
     claim_queries: Counter,
     poller_wakeups: Counter,
     completion_batch: Histogram,
+    completions: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -52,6 +53,7 @@ impl Default for Metrics {
         let claim_queries = Counter::default();
         let poller_wakeups = Counter::default();
         let completion_batch = Histogram::new(exponential_buckets(1.0, 2.0, 8));
+        let completions = Family::<Labels, Counter>::default();
         registry.register(
             "jobs_created",
             "Jobs created, by operation",
@@ -113,6 +115,12 @@ impl Default for Metrics {
             "Completions applied per transaction (group commit)",
             completion_batch.clone(),
         );
+        registry.register(
+            "completions",
+            "Completions written, by path: `warm` (decided from memory, one statement) or \
+             `locked` (rows read and locked first)",
+            completions.clone(),
+        );
         Metrics {
             registry,
             jobs_created,
@@ -128,6 +136,7 @@ impl Default for Metrics {
             claim_queries,
             poller_wakeups,
             completion_batch,
+            completions,
         }
     }
 }
@@ -196,9 +205,13 @@ impl Metrics {
         self.poller_wakeups.inc();
     }
 
-    /// A transaction applied `size` completions.
-    pub fn completion_batch(&self, size: usize) {
+    /// A transaction applied `size` completions, `written` of them successfully, by `path`
+    /// (`warm` or `locked`).
+    pub fn completion_batch(&self, size: usize, path: &'static str, written: usize) {
         self.completion_batch.observe(size as f64);
+        self.completions
+            .get_or_create(&vec![("path", path.to_owned())])
+            .inc_by(written as u64);
     }
 
     /// Encodes everything in the Prometheus text format, with fresh database gauges.

@@ -12,6 +12,7 @@ pub mod schedules;
 mod start;
 pub mod step;
 pub mod sweeper;
+mod warm;
 pub mod workflows;
 
 use std::collections::{HashMap, VecDeque};
@@ -180,6 +181,8 @@ pub struct Service {
     starts: Arc<start::Starts>,
     /// Workflow reads waiting for their batch.
     reads: Arc<workflows::Reads>,
+    /// Jobs leased as this server wrote them, for completions decided from memory.
+    warm: Arc<warm::WarmJobs>,
     /// Turns to run a claim query: at most a quarter of the pool claims at once.
     claims: Arc<tokio::sync::Semaphore>,
 }
@@ -205,6 +208,7 @@ impl Service {
             completions: Arc::default(),
             starts: Arc::default(),
             reads: Arc::default(),
+            warm: Arc::default(),
             claims: Arc::new(tokio::sync::Semaphore::new(claim_turns)),
         }
     }
@@ -236,22 +240,32 @@ impl Service {
         self.announce_flushed(outbox.notices, outbox.leases, flushed)
     }
 
-    /// After a commit of flushed writes: hands the workflows that completed or were cancelled
-    /// to this server's watchers, so that they answer without reading them back (before the
-    /// notices wake them), then [`Service::announce`]s.
+    /// After a commit of flushed writes: remembers the jobs leased as they were written (see
+    /// `warm`), hands the workflows that completed or were cancelled to this server's
+    /// watchers, so that they answer without reading them back (before the notices wake
+    /// them), then [`Service::announce`]s.
     fn announce_flushed(
         &self,
         notices: Vec<Notice>,
         leases: Vec<Lease>,
         flushed: batch::Flushed,
     ) -> Result<Vec<LeasedJob>, ServiceError> {
-        for f in flushed.finished {
-            self.dispatch.workflow_finished(Arc::new(WorkflowView {
-                workflow: f.workflow,
-                job: Some(f.job),
-            }));
-        }
+        self.hand_over_written(&flushed.written);
         self.announce(notices, leases, &flushed.created)
+    }
+
+    /// Remembers the jobs of `written` leased as they were written, and hands the workflows
+    /// that completed or were cancelled to this server's watchers.
+    fn hand_over_written(&self, written: &[batch::Written]) {
+        self.warm.remember(written);
+        for w in written {
+            if let (true, Some(job)) = (w.workflow.status.is_final(), &w.job) {
+                self.dispatch.workflow_finished(Arc::new(WorkflowView {
+                    workflow: w.workflow.clone(),
+                    job: Some(job.clone()),
+                }));
+            }
+        }
     }
 
     /// After a commit: wakes this server's own waiters in memory, hands the notifications to

@@ -125,7 +125,8 @@ impl Service {
             true => Vec::new(),
             false => batch::insert_started(&client, &rows, outbox.writes).await?,
         };
-        let jobs: Vec<JobRecord> = started.iter().filter_map(|(_, j)| j.clone()).collect();
+        self.hand_over_written(&started);
+        let jobs: Vec<JobRecord> = started.iter().filter_map(|w| w.job.clone()).collect();
         self.announce(outbox.notices, outbox.leases, &jobs)?;
 
         let mut delayed = Vec::new();
@@ -154,8 +155,11 @@ impl Service {
                     continue;
                 }
             };
-            let inserted = match take(&mut started, |(w, _)| w.id == r.id) {
-                Some((workflow, job)) => Some(WorkflowView { workflow, job }),
+            let inserted = match take(&mut started, |w| w.workflow.id == r.id) {
+                Some(w) => Some(WorkflowView {
+                    workflow: w.workflow,
+                    job: w.job,
+                }),
                 None => match delayed.iter().find(|(mine, _)| *mine == r.id) {
                     Some(&(_, id)) => match workflows::get(&client, id).await? {
                         Some(workflow) => Some(self.view_with(&client, workflow).await?),

@@ -5,13 +5,14 @@
 
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::StoreError;
 use super::events::NewEvent;
 use super::jobs::{JobRecord, JobState};
-use super::workflows::{WorkflowRecord, WorkflowStatus};
+use super::workflows::{WORKFLOW_COLUMN_COUNT, WorkflowRecord, WorkflowStatus};
 
 /// A job to create, with its id taken from the sequence beforehand so that the step's events
 /// and its workflow row can name it in the same round trip.
@@ -145,7 +146,7 @@ impl Writes {
     pub async fn flush(self, client: &impl GenericClient) -> Result<Flushed, StoreError> {
         // Prepared first, so that each statement is sent when first polled, in order.
         self.prepare(client).await?;
-        let (ends, created, finished, appended) = tokio::join!(
+        let (ends, created, written, appended) = tokio::join!(
             end_jobs(client, &self.ends),
             insert_jobs(client, &self.jobs),
             update_workflows(client, &self.workflows),
@@ -155,8 +156,8 @@ impl Writes {
         for e in [ends.err(), appended.err()].into_iter().flatten() {
             failure = Some(root_cause(failure, e));
         }
-        match (created, finished, failure) {
-            (Ok(created), Ok(finished), None) => Ok(Flushed { created, finished }),
+        match (created, written, failure) {
+            (Ok(created), Ok(written), None) => Ok(Flushed { created, written }),
             (Err(e), _, failure) | (_, Err(e), failure) => Err(root_cause(failure, e)),
             (_, _, Some(e)) => Err(e),
         }
@@ -168,18 +169,34 @@ impl Writes {
 pub struct Flushed {
     /// The jobs created.
     pub created: Vec<JobRecord>,
-    /// The workflows that completed or were cancelled, each with its last job.
-    pub finished: Vec<Finished>,
+    /// The workflows updated, as stored.
+    pub written: Vec<Written>,
 }
 
-/// A workflow that completed or was cancelled in the flushed transaction: final, since
-/// neither state ever changes again.
+/// A workflow as a statement left it: the row, its version, and its current job.
 #[derive(Debug, Clone)]
-pub struct Finished {
+pub struct Written {
     /// The workflow as stored.
     pub workflow: WorkflowRecord,
-    /// Its last job as stored.
-    pub job: JobRecord,
+    /// The row's version (`xmin`, the id of the transaction that wrote it): any later write
+    /// of the row, by any server, changes it.
+    pub version: i64,
+    /// The workflow's current job as stored (its last one once it has ended).
+    pub job: Option<JobRecord>,
+}
+
+impl Written {
+    /// Reads `job_columns!()` (NULL when there is no job), `workflow_columns!()`, then the
+    /// version.
+    fn from_row(row: &Row) -> Result<Self, StoreError> {
+        let (workflow, job) = super::workflows::with_job_from_row(row)?;
+        let version = row.try_get(super::jobs::JOB_COLUMN_COUNT + WORKFLOW_COLUMN_COUNT)?;
+        Ok(Written {
+            workflow,
+            version,
+            job,
+        })
+    }
 }
 
 /// Of two errors of one pipeline, the one that is not merely "the transaction is aborted":
@@ -208,25 +225,43 @@ pub async fn next_job_ids(client: &impl GenericClient, n: i32) -> Result<Vec<i64
         .collect()
 }
 
-const END_JOBS: &str = "UPDATE jobs j SET state = u.state, label = u.label, output = u.output, \
-       ended_by = u.ended_by, ended_at = now() \
-     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::text[]) \
-       AS u(id, state, label, output, ended_by) \
-     WHERE j.id = u.id";
+/// Ends jobs from `u` (the columns of [`end_params`]).
+macro_rules! end_jobs_from {
+    ($source:literal) => {
+        concat!(
+            "UPDATE jobs j SET state = u.state, label = u.label, output = u.output, \
+               ended_by = u.ended_by, ended_at = now() FROM ",
+            $source,
+            " AS u(id, state, label, output, ended_by) WHERE j.id = u.id"
+        )
+    };
+}
+
+const END_JOBS: &str =
+    end_jobs_from!("unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::text[])");
+
+/// The five arrays that describe how jobs end.
+fn end_params(ends: &[JobEnd]) -> Params {
+    vec![
+        Box::new(ends.iter().map(|e| e.id).collect::<Vec<i64>>()),
+        Box::new(ends.iter().map(|e| e.state.as_str()).collect::<Vec<&str>>()),
+        Box::new(ends.iter().map(|e| e.label.clone()).collect::<Vec<_>>()),
+        Box::new(ends.iter().map(|e| e.output.clone()).collect::<Vec<_>>()),
+        Box::new(
+            ends.iter()
+                .map(|e| e.ended_by.clone())
+                .collect::<Vec<String>>(),
+        ),
+    ]
+}
 
 async fn end_jobs(client: &impl GenericClient, ends: &[JobEnd]) -> Result<(), StoreError> {
     if ends.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i64> = ends.iter().map(|e| e.id).collect();
-    let states: Vec<&str> = ends.iter().map(|e| e.state.as_str()).collect();
-    let labels: Vec<Option<&str>> = ends.iter().map(|e| e.label.as_deref()).collect();
-    let outputs: Vec<Option<&Value>> = ends.iter().map(|e| e.output.as_ref()).collect();
-    let by: Vec<&str> = ends.iter().map(|e| e.ended_by.as_str()).collect();
+    let params = end_params(ends);
     let stmt = client.prepare_cached(END_JOBS).await?;
-    client
-        .execute(&stmt, &[&ids, &states, &labels, &outputs, &by])
-        .await?;
+    client.execute(&stmt, &refs(&params)).await?;
     Ok(())
 }
 
@@ -330,94 +365,118 @@ async fn insert_jobs(
 
 /// Writes the workflows' new state, and returns those that completed or were cancelled with
 /// their last job, which an earlier statement of the same flush ended.
+/// Writes workflows' new state from `u` (the columns of [`workflow_params`]).
+macro_rules! update_workflows_from {
+    ($source:literal) => {
+        concat!(
+            "UPDATE workflows w SET status = u.status, \
+               current_node = u.current_node, vars = u.vars, step_count = u.step_count, \
+               streaks = u.streaks, outcome = u.outcome, incident_reason = u.reason, \
+               incident_message = u.message, incident_node = u.node, incident_label = u.label, \
+               incident_at = CASE WHEN u.reason IS NULL THEN NULL ELSE now() END, \
+               current_job_id = coalesce(u.job_id, w.current_job_id), \
+               deadline_at = CASE WHEN u.clear_deadline THEN NULL ELSE w.deadline_at END, \
+               updated_at = now(), \
+               ended_at = CASE WHEN u.status IN ('completed', 'cancelled') THEN now() ELSE NULL END \
+             FROM ",
+            $source,
+            " AS u(id, status, current_node, vars, step_count, streaks, outcome, reason, \
+               message, node, label, job_id, clear_deadline) \
+             WHERE w.id = u.id"
+        )
+    };
+}
+
+/// The written rows carry their version, for [`Written`].
+macro_rules! returning_versioned {
+    () => {
+        " RETURNING w.*, w.xmin::text::bigint AS version"
+    };
+}
+
+/// Each workflow updated, as stored, with its version and its current job (the job ended in
+/// the same transaction, or the one it created).
 const UPDATE_WORKFLOWS: &str = concat!(
-    "WITH w AS (UPDATE workflows w SET status = u.status, \
-       current_node = u.current_node, vars = u.vars, step_count = u.step_count, \
-       streaks = u.streaks, outcome = u.outcome, incident_reason = u.reason, \
-       incident_message = u.message, incident_node = u.node, incident_label = u.label, \
-       incident_at = CASE WHEN u.reason IS NULL THEN NULL ELSE now() END, \
-       current_job_id = coalesce(u.job_id, w.current_job_id), \
-       deadline_at = CASE WHEN u.clear_deadline THEN NULL ELSE w.deadline_at END, \
-       updated_at = now(), \
-       ended_at = CASE WHEN u.status IN ('completed', 'cancelled') THEN now() ELSE NULL END \
-     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::jsonb[], \
-       $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], \
-       $13::bool[]) \
-       AS u(id, status, current_node, vars, step_count, streaks, outcome, reason, message, \
-            node, label, job_id, clear_deadline) \
-     WHERE w.id = u.id RETURNING w.*) \
-     SELECT ",
+    "WITH w AS (",
+    update_workflows_from!(
+        "unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::jsonb[], \
+           $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], \
+           $13::bool[])"
+    ),
+    returning_versioned!(),
+    ") SELECT ",
     super::jobs::job_columns!(),
     ", ",
     super::workflows::workflow_columns!(),
-    " FROM w JOIN jobs j ON j.id = w.current_job_id WHERE w.status IN ('completed', 'cancelled')"
+    ", w.version FROM w LEFT JOIN jobs j ON j.id = w.current_job_id"
 );
+
+/// The thirteen arrays that describe workflow updates.
+fn workflow_params(updates: &[WorkflowUpdate]) -> Params {
+    let incident = |part: fn(&Incident) -> Option<String>| {
+        updates
+            .iter()
+            .map(|u| u.incident.as_ref().and_then(part))
+            .collect::<Vec<_>>()
+    };
+    vec![
+        Box::new(updates.iter().map(|u| u.id).collect::<Vec<Uuid>>()),
+        Box::new(
+            updates
+                .iter()
+                .map(|u| u.status.as_str())
+                .collect::<Vec<&str>>(),
+        ),
+        Box::new(
+            updates
+                .iter()
+                .map(|u| u.current_node.clone())
+                .collect::<Vec<_>>(),
+        ),
+        Box::new(
+            updates
+                .iter()
+                .map(|u| u.vars.clone())
+                .collect::<Vec<Value>>(),
+        ),
+        Box::new(updates.iter().map(|u| u.step_count).collect::<Vec<i32>>()),
+        Box::new(
+            updates
+                .iter()
+                .map(|u| u.streaks.clone())
+                .collect::<Vec<Value>>(),
+        ),
+        Box::new(
+            updates
+                .iter()
+                .map(|u| u.outcome.clone())
+                .collect::<Vec<_>>(),
+        ),
+        Box::new(incident(|i| Some(i.0.clone()))),
+        Box::new(incident(|i| Some(i.1.clone()))),
+        Box::new(incident(|i| Some(i.2.clone()))),
+        Box::new(incident(|i| i.3.clone())),
+        Box::new(updates.iter().map(|u| u.current_job_id).collect::<Vec<_>>()),
+        Box::new(
+            updates
+                .iter()
+                .map(|u| u.clear_deadline)
+                .collect::<Vec<bool>>(),
+        ),
+    ]
+}
 
 async fn update_workflows(
     client: &impl GenericClient,
     updates: &[WorkflowUpdate],
-) -> Result<Vec<Finished>, StoreError> {
+) -> Result<Vec<Written>, StoreError> {
     if updates.is_empty() {
         return Ok(Vec::new());
     }
-    fn incident(u: &WorkflowUpdate) -> Option<&Incident> {
-        u.incident.as_ref()
-    }
-    let ids: Vec<Uuid> = updates.iter().map(|u| u.id).collect();
-    let statuses: Vec<&str> = updates.iter().map(|u| u.status.as_str()).collect();
-    let nodes: Vec<Option<&str>> = updates.iter().map(|u| u.current_node.as_deref()).collect();
-    let vars: Vec<&Value> = updates.iter().map(|u| &u.vars).collect();
-    let steps: Vec<i32> = updates.iter().map(|u| u.step_count).collect();
-    let streaks: Vec<&Value> = updates.iter().map(|u| &u.streaks).collect();
-    let outcomes: Vec<Option<&str>> = updates.iter().map(|u| u.outcome.as_deref()).collect();
-    let reasons: Vec<Option<&str>> = updates
-        .iter()
-        .map(|u| incident(u).map(|i| i.0.as_str()))
-        .collect();
-    let messages: Vec<Option<&str>> = updates
-        .iter()
-        .map(|u| incident(u).map(|i| i.1.as_str()))
-        .collect();
-    let incident_nodes: Vec<Option<&str>> = updates
-        .iter()
-        .map(|u| incident(u).map(|i| i.2.as_str()))
-        .collect();
-    let labels: Vec<Option<&str>> = updates
-        .iter()
-        .map(|u| incident(u).and_then(|i| i.3.as_deref()))
-        .collect();
-    let jobs: Vec<Option<i64>> = updates.iter().map(|u| u.current_job_id).collect();
-    let clear: Vec<bool> = updates.iter().map(|u| u.clear_deadline).collect();
+    let params = workflow_params(updates);
     let stmt = client.prepare_cached(UPDATE_WORKFLOWS).await?;
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &ids,
-                &statuses,
-                &nodes,
-                &vars,
-                &steps,
-                &streaks,
-                &outcomes,
-                &reasons,
-                &messages,
-                &incident_nodes,
-                &labels,
-                &jobs,
-                &clear,
-            ],
-        )
-        .await?;
-    rows.iter()
-        .map(|row| {
-            // The two column lists share names, so the workflow's half is read by position.
-            Ok(Finished {
-                job: JobRecord::from_row(row)?,
-                workflow: WorkflowRecord::from_row_offset(row, super::jobs::JOB_COLUMN_COUNT)?,
-            })
-        })
-        .collect()
+    let rows = client.query(&stmt, &refs(&params)).await?;
+    rows.iter().map(Written::from_row).collect()
 }
 
 /// Appends events from `u` (the columns of [`event_params`], with their ordinal `n`);
@@ -523,25 +582,25 @@ const INSERT_STARTED: &str = concat!(
          CASE WHEN s.reason IS NULL THEN NULL ELSE now() END, s.job_id, \
          CASE WHEN s.status IN ('completed', 'cancelled') THEN now() END \
        FROM unnest($1::uuid[], $2::text[], $3::int[], $4::jsonb[], $5::text[], $6::text[], \
-         $7::text[], $8::bigint[], $9::text[], $10::text[], $11::jsonb[], $12::int[], \
-         $13::jsonb[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], \
-         $19::bigint[]) \
-         AS s(id, graph_name, graph_version, input, key, hash, schedule_id, deadline_ms, status, \
-              current_node, vars, step_count, streaks, outcome, reason, message, inode, ilabel, \
-              job_id) \
-       ON CONFLICT (idempotency_key) DO NOTHING \
-       RETURNING *), \
-     j AS (",
+         $7::text[], $8::bigint[], $9::uuid[], $10::text[], $11::text[], $12::jsonb[], \
+         $13::int[], $14::jsonb[], $15::text[], $16::text[], $17::text[], $18::text[], \
+         $19::text[], $20::bigint[], $21::bool[]) \
+         AS s(id, graph_name, graph_version, input, key, hash, schedule_id, deadline_ms, \
+              updated, status, current_node, vars, step_count, streaks, outcome, reason, \
+              message, inode, ilabel, job_id, clear_deadline) \
+       ON CONFLICT (idempotency_key) DO NOTHING",
+    returning_versioned!(),
+    "), j AS (",
     insert_jobs_from!(
-        "unnest($20::bigint[], $21::uuid[], $22::text[], $23::text[], $24::int[], $25::text[], \
-           $26::text[], $27::bigint[], $28::bigint[], $29::bigint[], $30::text[], $31::uuid[])"
+        "unnest($22::bigint[], $23::uuid[], $24::text[], $25::text[], $26::int[], $27::text[], \
+           $28::text[], $29::bigint[], $30::bigint[], $31::bigint[], $32::text[], $33::uuid[])"
     ),
     job_columns_of_u!(),
     " WHERE u.workflow_id IN (SELECT id FROM w) RETURNING *), \
      e AS (",
     append_events_from!(
-        "unnest($32::uuid[], $33::text[], $34::text[], $35::text[], $36::bigint[], $37::int[], \
-           $38::text[], $39::text[], $40::jsonb[])"
+        "unnest($34::uuid[], $35::text[], $36::text[], $37::text[], $38::bigint[], $39::int[], \
+           $40::text[], $41::text[], $42::jsonb[])"
     ),
     event_columns_of_u!(),
     " WHERE u.workflow_id IN (SELECT id FROM w) ORDER BY n) \
@@ -549,7 +608,7 @@ const INSERT_STARTED: &str = concat!(
     super::jobs::job_columns!(),
     ", ",
     super::workflows::workflow_columns!(),
-    " FROM w LEFT JOIN j ON j.workflow_id = w.id"
+    ", w.version FROM w LEFT JOIN j ON j.workflow_id = w.id"
 );
 
 /// Writes new workflows in the state their first step left them (`writes` holds that step's
@@ -559,119 +618,138 @@ pub async fn insert_started(
     client: &impl GenericClient,
     rows: &[super::workflows::NewWorkflow<'_>],
     writes: Writes,
-) -> Result<Vec<(WorkflowRecord, Option<JobRecord>)>, StoreError> {
-    let mut started = Vec::with_capacity(rows.len());
+) -> Result<Vec<Written>, StoreError> {
+    let mut updates = Vec::with_capacity(rows.len());
     for row in rows {
         let update = writes
             .workflows
             .iter()
             .find(|u| u.id == row.id)
             .ok_or_else(|| StoreError::Corrupt(format!("workflow {} started no step", row.id)))?;
-        started.push((row, update));
+        updates.push(update.clone());
     }
-    // Reason, message, node and label of each workflow's incident, as four columns.
-    let incident = |part: fn(&Incident) -> Option<String>| {
-        started
-            .iter()
-            .map(|(_, u)| u.incident.as_ref().and_then(part))
-            .collect::<Vec<Option<String>>>()
-    };
     let mut params: Params = vec![
-        Box::new(started.iter().map(|(r, _)| r.id).collect::<Vec<Uuid>>()),
+        Box::new(rows.iter().map(|r| r.id).collect::<Vec<Uuid>>()),
         Box::new(
-            started
-                .iter()
-                .map(|(r, _)| r.graph_name.to_owned())
+            rows.iter()
+                .map(|r| r.graph_name.to_owned())
                 .collect::<Vec<String>>(),
         ),
+        Box::new(rows.iter().map(|r| r.graph_version).collect::<Vec<i32>>()),
+        Box::new(rows.iter().map(|r| r.input.clone()).collect::<Vec<Value>>()),
         Box::new(
-            started
-                .iter()
-                .map(|(r, _)| r.graph_version)
-                .collect::<Vec<i32>>(),
-        ),
-        Box::new(
-            started
-                .iter()
-                .map(|(r, _)| r.input.clone())
-                .collect::<Vec<Value>>(),
-        ),
-        Box::new(
-            started
-                .iter()
-                .map(|(r, _)| r.idempotency_key.map(str::to_owned))
+            rows.iter()
+                .map(|r| r.idempotency_key.map(str::to_owned))
                 .collect::<Vec<_>>(),
         ),
         Box::new(
-            started
-                .iter()
-                .map(|(r, _)| r.request_hash.map(str::to_owned))
+            rows.iter()
+                .map(|r| r.request_hash.map(str::to_owned))
                 .collect::<Vec<_>>(),
         ),
         Box::new(
-            started
-                .iter()
-                .map(|(r, _)| r.schedule_id.map(str::to_owned))
+            rows.iter()
+                .map(|r| r.schedule_id.map(str::to_owned))
                 .collect::<Vec<_>>(),
         ),
-        Box::new(
-            started
-                .iter()
-                .map(|(r, _)| r.deadline_ms)
-                .collect::<Vec<_>>(),
-        ),
-        Box::new(
-            started
-                .iter()
-                .map(|(_, u)| u.status.as_str())
-                .collect::<Vec<&'static str>>(),
-        ),
-        Box::new(
-            started
-                .iter()
-                .map(|(_, u)| u.current_node.clone())
-                .collect::<Vec<_>>(),
-        ),
-        Box::new(
-            started
-                .iter()
-                .map(|(_, u)| u.vars.clone())
-                .collect::<Vec<Value>>(),
-        ),
-        Box::new(
-            started
-                .iter()
-                .map(|(_, u)| u.step_count)
-                .collect::<Vec<i32>>(),
-        ),
-        Box::new(
-            started
-                .iter()
-                .map(|(_, u)| u.streaks.clone())
-                .collect::<Vec<Value>>(),
-        ),
-        Box::new(
-            started
-                .iter()
-                .map(|(_, u)| u.outcome.clone())
-                .collect::<Vec<_>>(),
-        ),
-        Box::new(incident(|i| Some(i.0.clone()))),
-        Box::new(incident(|i| Some(i.1.clone()))),
-        Box::new(incident(|i| Some(i.2.clone()))),
-        Box::new(incident(|i| i.3.clone())),
-        Box::new(
-            started
-                .iter()
-                .map(|(_, u)| u.current_job_id)
-                .collect::<Vec<_>>(),
-        ),
+        Box::new(rows.iter().map(|r| r.deadline_ms).collect::<Vec<_>>()),
     ];
+    params.extend(workflow_params(&updates));
     params.extend(job_params(&writes.jobs));
     params.extend(event_params(&writes.events));
     let stmt = client.prepare_cached(INSERT_STARTED).await?;
     let rows = client.query(&stmt, &refs(&params)).await?;
-    rows.iter()
-        .map(super::workflows::with_job_from_row)
-        .collect()
+    rows.iter().map(Written::from_row).collect()
+}
+
+/// A workflow row and job lease a warm completion expects to find unchanged.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected {
+    /// The workflow.
+    pub workflow_id: Uuid,
+    /// Its row's version, as last written.
+    pub version: i64,
+    /// The job being completed.
+    pub job_id: i64,
+    /// Its lease token.
+    pub token: Uuid,
+}
+
+/// Completions decided from rows this server wrote, in ONE statement (atomic by itself, with
+/// its commit in the same round trip). It first locks each workflow whose row is still the
+/// expected version and whose job is still under the expected, unexpired lease (in workflow
+/// id order, like [`super::jobs::lock_many`], so that batches never wait crosswise); every write
+/// of a workflow that fails this check is left out, and that workflow is missing from the
+/// answer. Each workflow written is returned with its new version and its current job (the
+/// one created, else the one ended).
+const COMPLETE_WARM: &str = concat!(
+    "WITH checked AS ( \
+       SELECT w.id FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::uuid[]) \
+         AS x(workflow_id, version, job_id, token) \
+       JOIN workflows w ON w.id = x.workflow_id JOIN jobs j ON j.id = x.job_id \
+       WHERE w.xmin::text::bigint = x.version AND j.workflow_id = w.id \
+         AND j.state = 'active' AND j.lease_token = x.token AND j.lease_expires_at > now() \
+       ORDER BY w.id FOR UPDATE OF w, j), \
+     ended AS (",
+    end_jobs_from!("unnest($5::bigint[], $6::text[], $7::text[], $8::jsonb[], $9::text[])"),
+    " AND j.workflow_id IN (SELECT id FROM checked) RETURNING j AS job), \
+     created AS (",
+    insert_jobs_from!(
+        "unnest($10::bigint[], $11::uuid[], $12::text[], $13::text[], $14::int[], $15::text[], \
+           $16::text[], $17::bigint[], $18::bigint[], $19::bigint[], $20::text[], $21::uuid[])"
+    ),
+    job_columns_of_u!(),
+    " WHERE u.workflow_id IN (SELECT id FROM checked) RETURNING j AS job), \
+     w AS (",
+    update_workflows_from!(
+        "unnest($22::uuid[], $23::text[], $24::text[], $25::jsonb[], $26::int[], $27::jsonb[], \
+           $28::text[], $29::text[], $30::text[], $31::text[], $32::text[], $33::bigint[], \
+           $34::bool[])"
+    ),
+    " AND w.id IN (SELECT id FROM checked)",
+    returning_versioned!(),
+    "), logged AS (",
+    append_events_from!(
+        "unnest($35::uuid[], $36::text[], $37::text[], $38::text[], $39::bigint[], $40::int[], \
+           $41::text[], $42::text[], $43::jsonb[])"
+    ),
+    event_columns_of_u!(),
+    " WHERE u.workflow_id IN (SELECT id FROM checked) ORDER BY n) \
+     SELECT ",
+    super::jobs::job_columns!(),
+    ", ",
+    super::workflows::workflow_columns!(),
+    ", w.version FROM w \
+     LEFT JOIN created c ON (c.job).workflow_id = w.id \
+     LEFT JOIN ended e ON (e.job).workflow_id = w.id, \
+     LATERAL (SELECT (coalesce(c.job, e.job)).*) j"
+);
+
+/// Writes completions decided from rows this server wrote, each only if its workflow row is
+/// still the version it expects and its job still under the lease it expects (see
+/// [`COMPLETE_WARM`]); returns the workflows written. `writes` must hold at most one ended
+/// job, one new job and one update per workflow.
+pub async fn complete_warm(
+    client: &impl GenericClient,
+    expected: &[Expected],
+    writes: Writes,
+) -> Result<Vec<Written>, StoreError> {
+    let mut params: Params = vec![
+        Box::new(
+            expected
+                .iter()
+                .map(|e| e.workflow_id)
+                .collect::<Vec<Uuid>>(),
+        ),
+        Box::new(expected.iter().map(|e| e.version).collect::<Vec<i64>>()),
+        Box::new(expected.iter().map(|e| e.job_id).collect::<Vec<i64>>()),
+        Box::new(expected.iter().map(|e| e.token).collect::<Vec<Uuid>>()),
+    ];
+    params.extend(end_params(&writes.ends));
+    params.extend(job_params(&writes.jobs));
+    params.extend(workflow_params(&writes.workflows));
+    params.extend(event_params(&writes.events));
+    let stmt = client.prepare_cached(COMPLETE_WARM).await?;
+    let rows = client.query(&stmt, &refs(&params)).await?;
+    rows.iter().map(Written::from_row).collect()
 }

@@ -12,4 +12,5 @@ mod notifications;
 mod ops;
 mod planner;
 mod schedules;
+mod warm;
 mod workflows;
