@@ -136,7 +136,15 @@ pub struct Dispatcher {
     orphans_rx: Mutex<Option<mpsc::UnboundedReceiver<LeasedJob>>>,
     /// Latest graph versions, so that a start of "the latest" needs no read.
     latest_graphs: Mutex<LatestGraphs>,
+    /// Workflows this server last wrote as RUNNING, with no notice since that they changed:
+    /// every way out of RUNNING sends one (here, or from another server). An
+    /// `AwaitWorkflow` for one of them waits without reading it first.
+    running: Mutex<HashSet<Uuid>>,
 }
+
+/// Most workflows remembered as running; past it the set starts again empty (forgetting is
+/// always safe: an await then reads first).
+const MAX_RUNNING: usize = 10_000;
 
 impl Default for Dispatcher {
     fn default() -> Self {
@@ -271,7 +279,27 @@ impl Dispatcher {
             orphans,
             orphans_rx: Mutex::new(Some(orphans_rx)),
             latest_graphs: Mutex::default(),
+            running: Mutex::default(),
         }
+    }
+
+    /// Records whether this server just wrote workflow `id` as RUNNING.
+    pub fn wrote_workflow(&self, id: Uuid, running: bool) {
+        let mut known = self.running.lock().expect("dispatcher lock");
+        if !running {
+            known.remove(&id);
+            return;
+        }
+        if known.len() >= MAX_RUNNING {
+            known.clear();
+        }
+        known.insert(id);
+    }
+
+    /// True when this server last wrote workflow `id` as RUNNING and no notice has said it
+    /// changed since.
+    pub fn known_running(&self, id: Uuid) -> bool {
+        self.running.lock().expect("dispatcher lock").contains(&id)
     }
 
     /// The latest version of graph `name`, when known and fresh; otherwise the epoch to hand
@@ -444,6 +472,7 @@ impl Dispatcher {
 
     /// A workflow completed or was cancelled on this server: wakes its watchers with it.
     pub fn workflow_finished(&self, view: Arc<WorkflowView>) {
+        self.wrote_workflow(view.workflow.id, false);
         let key = Key::Workflow(view.workflow.id);
         let mut queues = self.queues.lock().expect("dispatcher lock");
         for slot in queues.remove(&key).unwrap_or_default() {
@@ -517,11 +546,15 @@ impl Dispatcher {
                     });
                 }
             }
-            Notice::WorkflowChanged(id) => self.wake(&Key::Workflow(id)),
+            Notice::WorkflowChanged(id) => {
+                self.wrote_workflow(id, false);
+                self.wake(&Key::Workflow(id));
+            }
             Notice::GraphStored(name) => self.forget_latest_graph(Some(&name)),
             Notice::Connected => {
                 // Notifications may have been lost meanwhile.
                 self.forget_latest_graph(None);
+                self.running.lock().expect("dispatcher lock").clear();
                 self.wake_everyone();
             }
         }
@@ -833,6 +866,26 @@ mod tests {
         assert!(d.known_empty(&a));
         d.deliver(Notice::Connected);
         assert!(!d.known_empty(&a), "a reconnect forgets everything");
+    }
+
+    #[tokio::test]
+    async fn a_workflow_is_known_running_until_a_notice_says_otherwise() {
+        let d = Arc::new(Dispatcher::default());
+        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        for id in [a, b, c] {
+            d.wrote_workflow(id, true);
+        }
+        assert!(d.known_running(a) && d.known_running(b) && d.known_running(c));
+        d.wrote_workflow(a, false);
+        assert!(!d.known_running(a), "written as no longer running");
+        d.deliver(Notice::WorkflowChanged(b));
+        assert!(!d.known_running(b), "changed, here or on another server");
+        assert!(d.known_running(c));
+        d.deliver(Notice::Connected);
+        assert!(
+            !d.known_running(c),
+            "notices may have been lost while reconnecting"
+        );
     }
 
     #[tokio::test]

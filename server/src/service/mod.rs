@@ -28,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::store::batch::{self, Writes};
 use crate::store::jobs::{JobRecord, JobWithWorkflow};
 use crate::store::listen::Notice;
+use crate::store::workflows::WorkflowStatus;
 use crate::store::{self, Pool, StoreError};
 use jobs::LeasedJob;
 use workflows::WorkflowView;
@@ -254,11 +255,14 @@ impl Service {
         self.announce(notices, leases, &flushed.created)
     }
 
-    /// Remembers the jobs of `written` leased as they were written, and hands the workflows
-    /// that completed or were cancelled to this server's watchers.
+    /// Remembers the jobs of `written` leased as they were written and the workflows left
+    /// running, and hands the workflows that completed or were cancelled to this server's
+    /// watchers.
     fn hand_over_written(&self, written: &[batch::Written]) {
         self.warm.remember(written);
         for w in written {
+            let running = w.workflow.status == WorkflowStatus::Running;
+            self.dispatch.wrote_workflow(w.workflow.id, running);
             if let (true, Some(job)) = (w.workflow.status.is_final(), &w.job) {
                 self.dispatch.workflow_finished(Arc::new(WorkflowView {
                     workflow: w.workflow.clone(),

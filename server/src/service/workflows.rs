@@ -344,13 +344,16 @@ impl Service {
         let deadline = tokio::time::Instant::now() + wait.min(self.limits.max_poll_wait);
         loop {
             let waiter = self.dispatch().watch_workflow(id);
-            let view = self.get_workflow(id).await?;
-            let done = !matches!(
-                view.workflow.status,
-                WorkflowStatus::Pending | WorkflowStatus::Running
-            );
-            if done || tokio::time::Instant::now() >= deadline {
-                return Ok((view, done));
+            // One this server wrote as running, with no notice since, runs still: no read.
+            if !self.dispatch().known_running(id) {
+                let view = self.get_workflow(id).await?;
+                let done = !matches!(
+                    view.workflow.status,
+                    WorkflowStatus::Pending | WorkflowStatus::Running
+                );
+                if done || tokio::time::Instant::now() >= deadline {
+                    return Ok((view, done));
+                }
             }
             if !waiter.wait_until(deadline).await {
                 return Ok((self.get_workflow(id).await?, false));

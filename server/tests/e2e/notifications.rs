@@ -171,3 +171,25 @@ async fn a_graph_stored_on_one_server_is_the_latest_on_another() {
     .await;
     assert_eq!(started, 2);
 }
+
+/// A server that started a workflow knows it runs, and awaits it without reading it; once
+/// another server has completed it, the notification tells the first, whose next await
+/// answers at once rather than at its deadline.
+#[tokio::test]
+async fn a_workflow_completed_on_another_server_is_not_awaited_as_running() {
+    let (_db, _servers, [mut on_a, mut on_b]) = two_listening_servers().await;
+    put_yaml(&mut on_a, ONE_STEP).await;
+    let id = start(&mut on_a, "one", "{}").await;
+    let job = poll_one(&mut on_b, "test.work").await;
+    complete(&mut on_b, &job, "done", "{}").await.unwrap();
+    // Give the notification time to reach A (no await is waiting there to be woken).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let workflow = tokio::time::timeout(
+        Duration::from_secs(5),
+        await_done(&mut on_a, &id, Duration::from_secs(20)),
+    )
+    .await
+    .expect("A knows from the notification that the workflow no longer runs");
+    assert_eq!(workflow.status(), v1::WorkflowStatus::Completed);
+}
