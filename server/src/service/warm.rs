@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use chrono::Utc;
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::store::batch::Written;
@@ -19,6 +20,12 @@ use crate::store::workflows::{WorkflowRecord, WorkflowStatus};
 /// Most entries kept. Entries leave when their job completes here; those whose completion
 /// went to another server, or never came, leave once their lease has run out.
 const MAX_WARM: usize = 10_000;
+
+/// Most memory the entries' JSON may take (input and vars can be up to a megabyte each).
+const MAX_WARM_BYTES: usize = 64 << 20;
+
+/// What an entry costs beyond its JSON.
+const ENTRY_BYTES: usize = 1024;
 
 /// A leased job with its workflow as this server last wrote it.
 #[derive(Debug, Clone)]
@@ -34,7 +41,50 @@ pub(crate) struct Warm {
 /// Warm jobs by id.
 #[derive(Debug, Default)]
 pub(crate) struct WarmJobs {
-    entries: Mutex<HashMap<i64, Warm>>,
+    entries: Mutex<Entries>,
+}
+
+/// The entries, each with its size, and their total size.
+#[derive(Debug, Default)]
+struct Entries {
+    by_job: HashMap<i64, (Warm, usize)>,
+    bytes: usize,
+}
+
+impl Entries {
+    fn remove(&mut self, job_id: i64) -> Option<Warm> {
+        let (warm, size) = self.by_job.remove(&job_id)?;
+        self.bytes -= size;
+        Some(warm)
+    }
+
+    fn has_room(&self, size: usize) -> bool {
+        self.by_job.len() < MAX_WARM && self.bytes + size <= MAX_WARM_BYTES
+    }
+
+    /// Drops the entries whose lease has run out: their job cannot be completed warm.
+    fn drop_expired(&mut self) {
+        let now = Utc::now();
+        let expired: Vec<i64> = self
+            .by_job
+            .iter()
+            .filter(|(_, (w, _))| w.job.lease_expires_at.is_none_or(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.remove(id);
+        }
+    }
+}
+
+/// About how much memory a JSON value takes.
+fn json_bytes(value: &Value) -> usize {
+    16 + match value {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(json_bytes).sum(),
+        Value::Object(fields) => fields.iter().map(|(k, v)| k.len() + json_bytes(v)).sum(),
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+    }
 }
 
 impl WarmJobs {
@@ -50,21 +100,22 @@ impl WarmJobs {
             if w.workflow.status != WorkflowStatus::Running || !leased {
                 continue;
             }
-            if entries.len() >= MAX_WARM {
-                let now = Utc::now();
-                entries.retain(|_, e| e.job.lease_expires_at.is_some_and(|t| t > now));
-                if entries.len() >= MAX_WARM {
-                    return;
+            let size = ENTRY_BYTES + json_bytes(&w.workflow.input) + json_bytes(&w.workflow.vars);
+            if !entries.has_room(size) {
+                entries.drop_expired();
+                if !entries.has_room(size) {
+                    continue;
                 }
             }
-            entries.insert(
-                job.id,
-                Warm {
-                    workflow: w.workflow.clone(),
-                    version: w.version,
-                    job: job.clone(),
-                },
-            );
+            let warm = Warm {
+                workflow: w.workflow.clone(),
+                version: w.version,
+                job: job.clone(),
+            };
+            if let Some((_, replaced)) = entries.by_job.insert(job.id, (warm, size)) {
+                entries.bytes -= replaced;
+            }
+            entries.bytes += size;
         }
     }
 
@@ -74,20 +125,20 @@ impl WarmJobs {
         let mut entries = self.entries.lock().expect("warm jobs lock");
         let mut workflows = Vec::with_capacity(leases.len());
         for (id, token) in leases {
-            let warm = entries.get(id)?;
+            let (warm, _) = entries.by_job.get(id)?;
             if warm.job.lease_token != Some(*token) || workflows.contains(&warm.workflow.id) {
                 return None;
             }
             workflows.push(warm.workflow.id);
         }
-        leases.iter().map(|(id, _)| entries.remove(id)).collect()
+        leases.iter().map(|(id, _)| entries.remove(*id)).collect()
     }
 
     /// Forgets jobs that ended here by another path.
     pub fn forget(&self, job_ids: impl IntoIterator<Item = i64>) {
         let mut entries = self.entries.lock().expect("warm jobs lock");
         for id in job_ids {
-            entries.remove(&id);
+            entries.remove(id);
         }
     }
 }
@@ -221,6 +272,42 @@ mod tests {
         warm.forget([1]);
         assert!(warm.take_all(&[lease(1)]).is_none());
         assert!(warm.take_all(&[lease(2)]).is_some());
+    }
+
+    #[test]
+    fn large_vars_count_against_a_memory_budget() {
+        let warm = WarmJobs::default();
+        let big = |job_id| {
+            let mut w = running(job_id);
+            w.workflow.vars = json!({ "blob": "x".repeat(1 << 20) });
+            w
+        };
+        let fit = MAX_WARM_BYTES / (ENTRY_BYTES + (1 << 20) + 64);
+        let many: Vec<Written> = (1..=fit as i64 + 5).map(big).collect();
+        warm.remember(&many);
+        let bytes = warm.entries.lock().unwrap().bytes;
+        assert!(bytes <= MAX_WARM_BYTES, "{bytes} bytes kept");
+        assert!(
+            warm.take_all(&[lease(1)]).is_some(),
+            "the first ones are kept"
+        );
+        assert!(
+            warm.take_all(&[lease(fit as i64 + 5)]).is_none(),
+            "past the budget"
+        );
+        warm.remember(&[running(100_000)]);
+        assert!(
+            warm.take_all(&[lease(100_000)]).is_some(),
+            "a small one fits in the room the taken one left"
+        );
+        assert_eq!(
+            warm.entries.lock().unwrap().bytes,
+            bytes - warm_size(&big(1))
+        );
+    }
+
+    fn warm_size(w: &Written) -> usize {
+        ENTRY_BYTES + json_bytes(&w.workflow.input) + json_bytes(&w.workflow.vars)
     }
 
     #[test]
