@@ -699,32 +699,10 @@ mod tests {
     }
 
     fn job(id: i64) -> LeasedJob {
-        use crate::store::jobs::{JobRecord, JobState, JobWithWorkflow};
-        let now = Utc::now();
+        use crate::store::jobs::{JobRecord, JobWithWorkflow};
         LeasedJob {
             claimed: JobWithWorkflow {
-                job: JobRecord {
-                    id,
-                    workflow_id: Uuid::now_v7(),
-                    node: "n".into(),
-                    operation: Some("a".into()),
-                    state: JobState::Active,
-                    attempt: 1,
-                    idempotency_key: "k".into(),
-                    from_node: None,
-                    available_at: now,
-                    timeout_ms: Some(1000),
-                    heartbeat_ms: None,
-                    lease_token: Some(Uuid::new_v4()),
-                    lease_expires_at: Some(now),
-                    worker: Some("w".into()),
-                    progress_percent: None,
-                    progress_message: None,
-                    label: None,
-                    output: None,
-                    ended_by: None,
-                    created_at: now,
-                },
+                job: JobRecord::leased_for_test(id, Uuid::now_v7(), Uuid::new_v4(), Utc::now()),
                 graph_name: "g".into(),
                 graph_version: 1,
                 vars: serde_json::json!({}),

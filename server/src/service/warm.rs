@@ -179,26 +179,13 @@ mod tests {
             },
             version: 7,
             job: Some(JobRecord {
-                id: job_id,
-                workflow_id: workflow,
-                node: "work".into(),
-                operation: Some("op".into()),
                 state,
-                attempt: 1,
-                idempotency_key: "k".into(),
-                from_node: None,
-                available_at: now,
-                timeout_ms: Some(30_000),
-                heartbeat_ms: None,
-                lease_token: Some(Uuid::from_u128(job_id as u128)),
-                lease_expires_at: Some(now + Duration::seconds(30)),
-                worker: Some("w".into()),
-                progress_percent: None,
-                progress_message: None,
-                label: None,
-                output: None,
-                ended_by: None,
-                created_at: now,
+                ..JobRecord::leased_for_test(
+                    job_id,
+                    workflow,
+                    Uuid::from_u128(job_id as u128),
+                    now + Duration::seconds(30),
+                )
             }),
         }
     }

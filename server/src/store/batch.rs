@@ -243,15 +243,11 @@ const END_JOBS: &str =
 /// The five arrays that describe how jobs end.
 fn end_params(ends: &[JobEnd]) -> Params {
     vec![
-        Box::new(ends.iter().map(|e| e.id).collect::<Vec<i64>>()),
-        Box::new(ends.iter().map(|e| e.state.as_str()).collect::<Vec<&str>>()),
-        Box::new(ends.iter().map(|e| e.label.clone()).collect::<Vec<_>>()),
-        Box::new(ends.iter().map(|e| e.output.clone()).collect::<Vec<_>>()),
-        Box::new(
-            ends.iter()
-                .map(|e| e.ended_by.clone())
-                .collect::<Vec<String>>(),
-        ),
+        column(ends, |e| e.id),
+        column(ends, |e| e.state.as_str()),
+        column(ends, |e| e.label.clone()),
+        column(ends, |e| e.output.clone()),
+        column(ends, |e| e.ended_by.clone()),
     ]
 }
 
@@ -311,6 +307,14 @@ const INSERT_JOBS: &str = concat!(
 /// Owned statement parameters.
 type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
+/// One array parameter: `value` of each item.
+fn column<T, U>(items: &[T], value: impl Fn(&T) -> U) -> Box<dyn ToSql + Sync + Send>
+where
+    U: ToSql + Sync + Send + 'static,
+{
+    Box::new(items.iter().map(value).collect::<Vec<U>>())
+}
+
 /// The parameters as a statement takes them.
 fn refs(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
     params
@@ -321,32 +325,19 @@ fn refs(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
 
 /// The twelve arrays that describe new jobs.
 fn job_params(jobs: &[NewJob]) -> Params {
-    let lease = |j: &NewJob| j.lease.clone();
     vec![
-        Box::new(jobs.iter().map(|j| j.id).collect::<Vec<i64>>()),
-        Box::new(jobs.iter().map(|j| j.workflow_id).collect::<Vec<Uuid>>()),
-        Box::new(jobs.iter().map(|j| j.node.clone()).collect::<Vec<String>>()),
-        Box::new(jobs.iter().map(|j| j.operation.clone()).collect::<Vec<_>>()),
-        Box::new(jobs.iter().map(|j| j.attempt).collect::<Vec<i32>>()),
-        Box::new(
-            jobs.iter()
-                .map(|j| j.idempotency_key.clone())
-                .collect::<Vec<String>>(),
-        ),
-        Box::new(jobs.iter().map(|j| j.from_node.clone()).collect::<Vec<_>>()),
-        Box::new(jobs.iter().map(|j| j.delay_ms).collect::<Vec<i64>>()),
-        Box::new(jobs.iter().map(|j| j.timeout_ms).collect::<Vec<_>>()),
-        Box::new(jobs.iter().map(|j| j.heartbeat_ms).collect::<Vec<_>>()),
-        Box::new(
-            jobs.iter()
-                .map(|j| lease(j).map(|(w, _)| w))
-                .collect::<Vec<_>>(),
-        ),
-        Box::new(
-            jobs.iter()
-                .map(|j| lease(j).map(|(_, t)| t))
-                .collect::<Vec<_>>(),
-        ),
+        column(jobs, |j| j.id),
+        column(jobs, |j| j.workflow_id),
+        column(jobs, |j| j.node.clone()),
+        column(jobs, |j| j.operation.clone()),
+        column(jobs, |j| j.attempt),
+        column(jobs, |j| j.idempotency_key.clone()),
+        column(jobs, |j| j.from_node.clone()),
+        column(jobs, |j| j.delay_ms),
+        column(jobs, |j| j.timeout_ms),
+        column(jobs, |j| j.heartbeat_ms),
+        column(jobs, |j| j.lease.as_ref().map(|(worker, _)| worker.clone())),
+        column(jobs, |j| j.lease.as_ref().map(|(_, token)| *token)),
     ]
 }
 
@@ -414,55 +405,22 @@ const UPDATE_WORKFLOWS: &str = concat!(
 /// The thirteen arrays that describe workflow updates.
 fn workflow_params(updates: &[WorkflowUpdate]) -> Params {
     let incident = |part: fn(&Incident) -> Option<String>| {
-        updates
-            .iter()
-            .map(|u| u.incident.as_ref().and_then(part))
-            .collect::<Vec<_>>()
+        column(updates, move |u| u.incident.as_ref().and_then(part))
     };
     vec![
-        Box::new(updates.iter().map(|u| u.id).collect::<Vec<Uuid>>()),
-        Box::new(
-            updates
-                .iter()
-                .map(|u| u.status.as_str())
-                .collect::<Vec<&str>>(),
-        ),
-        Box::new(
-            updates
-                .iter()
-                .map(|u| u.current_node.clone())
-                .collect::<Vec<_>>(),
-        ),
-        Box::new(
-            updates
-                .iter()
-                .map(|u| u.vars.clone())
-                .collect::<Vec<Value>>(),
-        ),
-        Box::new(updates.iter().map(|u| u.step_count).collect::<Vec<i32>>()),
-        Box::new(
-            updates
-                .iter()
-                .map(|u| u.streaks.clone())
-                .collect::<Vec<Value>>(),
-        ),
-        Box::new(
-            updates
-                .iter()
-                .map(|u| u.outcome.clone())
-                .collect::<Vec<_>>(),
-        ),
-        Box::new(incident(|i| Some(i.0.clone()))),
-        Box::new(incident(|i| Some(i.1.clone()))),
-        Box::new(incident(|i| Some(i.2.clone()))),
-        Box::new(incident(|i| i.3.clone())),
-        Box::new(updates.iter().map(|u| u.current_job_id).collect::<Vec<_>>()),
-        Box::new(
-            updates
-                .iter()
-                .map(|u| u.clear_deadline)
-                .collect::<Vec<bool>>(),
-        ),
+        column(updates, |u| u.id),
+        column(updates, |u| u.status.as_str()),
+        column(updates, |u| u.current_node.clone()),
+        column(updates, |u| u.vars.clone()),
+        column(updates, |u| u.step_count),
+        column(updates, |u| u.streaks.clone()),
+        column(updates, |u| u.outcome.clone()),
+        incident(|i| Some(i.0.clone())),
+        incident(|i| Some(i.1.clone())),
+        incident(|i| Some(i.2.clone())),
+        incident(|i| i.3.clone()),
+        column(updates, |u| u.current_job_id),
+        column(updates, |u| u.clear_deadline),
     ]
 }
 
@@ -512,45 +470,15 @@ const APPEND_EVENTS: &str = concat!(
 /// The nine arrays that describe events.
 fn event_params(events: &[(Uuid, NewEvent)]) -> Params {
     vec![
-        Box::new(events.iter().map(|(w, _)| *w).collect::<Vec<Uuid>>()),
-        Box::new(
-            events
-                .iter()
-                .map(|(_, e)| e.kind.as_str())
-                .collect::<Vec<&'static str>>(),
-        ),
-        Box::new(
-            events
-                .iter()
-                .map(|(_, e)| e.node.clone())
-                .collect::<Vec<_>>(),
-        ),
-        Box::new(
-            events
-                .iter()
-                .map(|(_, e)| e.label.clone())
-                .collect::<Vec<_>>(),
-        ),
-        Box::new(events.iter().map(|(_, e)| e.job_id).collect::<Vec<_>>()),
-        Box::new(events.iter().map(|(_, e)| e.attempt).collect::<Vec<_>>()),
-        Box::new(
-            events
-                .iter()
-                .map(|(_, e)| e.actor.clone())
-                .collect::<Vec<String>>(),
-        ),
-        Box::new(
-            events
-                .iter()
-                .map(|(_, e)| e.message.clone())
-                .collect::<Vec<_>>(),
-        ),
-        Box::new(
-            events
-                .iter()
-                .map(|(_, e)| e.data.clone())
-                .collect::<Vec<_>>(),
-        ),
+        column(events, |(w, _)| *w),
+        column(events, |(_, e)| e.kind.as_str()),
+        column(events, |(_, e)| e.node.clone()),
+        column(events, |(_, e)| e.label.clone()),
+        column(events, |(_, e)| e.job_id),
+        column(events, |(_, e)| e.attempt),
+        column(events, |(_, e)| e.actor.clone()),
+        column(events, |(_, e)| e.message.clone()),
+        column(events, |(_, e)| e.data.clone()),
     ]
 }
 
@@ -629,30 +557,14 @@ pub async fn insert_started(
         updates.push(update.clone());
     }
     let mut params: Params = vec![
-        Box::new(rows.iter().map(|r| r.id).collect::<Vec<Uuid>>()),
-        Box::new(
-            rows.iter()
-                .map(|r| r.graph_name.to_owned())
-                .collect::<Vec<String>>(),
-        ),
-        Box::new(rows.iter().map(|r| r.graph_version).collect::<Vec<i32>>()),
-        Box::new(rows.iter().map(|r| r.input.clone()).collect::<Vec<Value>>()),
-        Box::new(
-            rows.iter()
-                .map(|r| r.idempotency_key.map(str::to_owned))
-                .collect::<Vec<_>>(),
-        ),
-        Box::new(
-            rows.iter()
-                .map(|r| r.request_hash.map(str::to_owned))
-                .collect::<Vec<_>>(),
-        ),
-        Box::new(
-            rows.iter()
-                .map(|r| r.schedule_id.map(str::to_owned))
-                .collect::<Vec<_>>(),
-        ),
-        Box::new(rows.iter().map(|r| r.deadline_ms).collect::<Vec<_>>()),
+        column(rows, |r| r.id),
+        column(rows, |r| r.graph_name.to_owned()),
+        column(rows, |r| r.graph_version),
+        column(rows, |r| r.input.clone()),
+        column(rows, |r| r.idempotency_key.map(str::to_owned)),
+        column(rows, |r| r.request_hash.map(str::to_owned)),
+        column(rows, |r| r.schedule_id.map(str::to_owned)),
+        column(rows, |r| r.deadline_ms),
     ];
     params.extend(workflow_params(&updates));
     params.extend(job_params(&writes.jobs));

@@ -128,6 +128,42 @@ impl JobRecord {
     }
 }
 
+#[cfg(test)]
+impl JobRecord {
+    /// A job of operation `a` leased to worker `w` with `token` until `lease_expires_at`, for
+    /// unit tests.
+    pub fn leased_for_test(
+        id: i64,
+        workflow_id: Uuid,
+        token: Uuid,
+        lease_expires_at: DateTime<Utc>,
+    ) -> Self {
+        let now = Utc::now();
+        JobRecord {
+            id,
+            workflow_id,
+            node: "n".into(),
+            operation: Some("a".into()),
+            state: JobState::Active,
+            attempt: 1,
+            idempotency_key: "k".into(),
+            from_node: None,
+            available_at: now,
+            timeout_ms: Some(30_000),
+            heartbeat_ms: None,
+            lease_token: Some(token),
+            lease_expires_at: Some(lease_expires_at),
+            worker: Some("w".into()),
+            progress_percent: None,
+            progress_message: None,
+            label: None,
+            output: None,
+            ended_by: None,
+            created_at: now,
+        }
+    }
+}
+
 /// A job with what a worker or operator needs from its workflow.
 #[derive(Debug, Clone)]
 pub struct JobWithWorkflow {
