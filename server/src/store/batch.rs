@@ -590,7 +590,9 @@ pub struct Expected {
 /// Completions decided from rows this server wrote, in ONE statement (atomic by itself, with
 /// its commit in the same round trip). It first locks each workflow whose row is still the
 /// expected version and whose job is still under the expected, unexpired lease (in workflow
-/// id order, like [`super::jobs::lock_many`], so that batches never wait crosswise); every write
+/// id order, like [`super::jobs::lock_many`], so that batches never wait crosswise; the lease
+/// test is written so that it cannot be answered from `jobs_expiry`, which would read every
+/// active job instead of the few by id); every write
 /// of a workflow that fails this check is left out, and that workflow is missing from the
 /// answer. Each workflow written is returned with its new version and its current job (the
 /// one created, else the one ended).
@@ -600,7 +602,8 @@ const COMPLETE_WARM: &str = concat!(
          AS x(workflow_id, version, job_id, token) \
        JOIN workflows w ON w.id = x.workflow_id JOIN jobs j ON j.id = x.job_id \
        WHERE w.xmin::text::bigint = x.version AND j.workflow_id = w.id \
-         AND j.state = 'active' AND j.lease_token = x.token AND j.lease_expires_at > now() \
+         AND j.state = 'active' AND j.lease_token = x.token \
+         AND coalesce(j.lease_expires_at, '-infinity') > now() \
        ORDER BY w.id FOR UPDATE OF w, j), \
      ended AS (",
     end_jobs_from!("unnest($5::bigint[], $6::text[], $7::text[], $8::jsonb[], $9::text[])"),
