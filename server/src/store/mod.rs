@@ -15,7 +15,7 @@ pub mod workflows;
 use std::time::Duration;
 
 pub use deadpool_postgres::{GenericClient, Pool, Transaction};
-use deadpool_postgres::{ManagerConfig, RecyclingMethod, Runtime};
+use deadpool_postgres::{ManagerConfig, QueueMode, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 mod embedded {
@@ -60,7 +60,10 @@ pub enum StoreError {
 /// custom plan ([`custom_plans`]).
 const SESSION_OPTIONS: &str = "-c plan_cache_mode=force_generic_plan -c random_page_cost=1.1";
 
-/// Creates the connection pool.
+/// Creates the connection pool. Connections are handed out most recently used first: on a
+/// quiet server the same one or two backends serve every request, their caches warm, where
+/// first-in-first-out rotates through the whole pool and wakes a backend that has been idle
+/// longest (latency workload: about 0.3-0.7 ms less per round, docs/performance.md).
 pub fn pool(database_url: &str, size: usize) -> Result<Pool, StoreError> {
     let mut pg: tokio_postgres::Config = database_url
         .parse()
@@ -79,6 +82,7 @@ pub fn pool(database_url: &str, size: usize) -> Result<Pool, StoreError> {
     );
     Pool::builder(manager)
         .max_size(size)
+        .queue_mode(QueueMode::Lifo)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(Duration::from_secs(10)))
         .create_timeout(Some(Duration::from_secs(10)))

@@ -1,6 +1,7 @@
 //! How the server keeps PostgreSQL's plans fit: its sessions plan each statement once
 //! (generic plans), and it keeps the statistics of the hot tables from falling far behind
-//! their size, so that plans cached while a table was small do not outlive its growth.
+//! their size, so that plans cached while a table was small do not outlive its growth. Its
+//! pool hands out the connection used last, so a quiet server keeps one backend warm.
 
 use std::time::Duration;
 
@@ -82,4 +83,34 @@ async fn pooled_sessions_plan_once_and_options_in_the_url_win() {
         pooled_setting(&tuned, "plan_cache_mode").await,
         "force_generic_plan"
     );
+}
+
+/// The backend serving a pooled connection.
+async fn backend_pid(client: &deadpool_postgres::Object) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn the_pool_hands_out_the_connection_used_last() {
+    let db = TestDb::new().await;
+    let pool = rondo_server::store::pool(&db.url, 2).unwrap();
+    let first = pool.get().await.unwrap();
+    let second = pool.get().await.unwrap();
+    let (first_pid, second_pid) = (backend_pid(&first).await, backend_pid(&second).await);
+    assert_ne!(first_pid, second_pid, "two connections held at once");
+    drop(first);
+    drop(second);
+    for _ in 0..3 {
+        let again = pool.get().await.unwrap();
+        assert_eq!(
+            backend_pid(&again).await,
+            second_pid,
+            "the connection returned last must be handed out next, so a quiet server keeps \
+             one backend warm"
+        );
+    }
 }
