@@ -590,24 +590,27 @@ pub struct Expected {
 /// Completions decided from rows this server wrote, in ONE statement (atomic by itself, with
 /// its commit in the same round trip). It first locks each workflow whose row is still the
 /// expected version and whose job is still under the expected, unexpired lease (in workflow
-/// id order, like [`super::jobs::lock_many`], so that batches never wait crosswise; the lease
-/// test is written so that it cannot be answered from `jobs_expiry`, which would read every
-/// active job instead of the few by id); every write
-/// of a workflow that fails this check is left out, and that workflow is missing from the
-/// answer. Each workflow written is returned with its new version and its current job (the
+/// id order, like [`super::jobs::lock_many`], so that batches never wait crosswise); every
+/// write of a workflow that fails this check is left out, and that workflow is missing from
+/// the answer. The job tests sit inside a CASE, and so does the gate of the ended jobs, so
+/// that the only way the planner can find a job is by its id: a bare `state = 'active'` lets
+/// it read every active job through `jobs_expiry`, and a bare `workflow_id` test lets it read
+/// every job a workflow ever had through `jobs_workflow`, both costs that grow with the
+/// database (docs/performance.md, session 5). Each workflow written is returned with its new version and its current job (the
 /// one created, else the one ended).
 const COMPLETE_WARM: &str = concat!(
     "WITH checked AS ( \
        SELECT w.id FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::uuid[]) \
          AS x(workflow_id, version, job_id, token) \
        JOIN workflows w ON w.id = x.workflow_id JOIN jobs j ON j.id = x.job_id \
-       WHERE w.xmin::text::bigint = x.version AND j.workflow_id = w.id \
-         AND j.state = 'active' AND j.lease_token = x.token \
-         AND coalesce(j.lease_expires_at, '-infinity') > now() \
+       WHERE w.xmin::text::bigint = x.version \
+         AND CASE WHEN j.state = 'active' AND j.workflow_id = x.workflow_id \
+                   AND j.lease_token = x.token THEN j.lease_expires_at END > now() \
        ORDER BY w.id FOR UPDATE OF w, j), \
      ended AS (",
     end_jobs_from!("unnest($5::bigint[], $6::text[], $7::text[], $8::jsonb[], $9::text[])"),
-    " AND j.workflow_id IN (SELECT id FROM checked) RETURNING j AS job), \
+    " AND CASE WHEN j.workflow_id IN (SELECT id FROM checked) THEN true END \
+     RETURNING j AS job), \
      created AS (",
     insert_jobs_from!(
         "unnest($10::bigint[], $11::uuid[], $12::text[], $13::text[], $14::int[], $15::text[], \
@@ -667,4 +670,73 @@ pub async fn complete_warm(
     let stmt = client.prepare_cached(COMPLETE_WARM).await?;
     let rows = client.query(&stmt, &refs(&params)).await?;
     rows.iter().map(Written::from_row).collect()
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod plans {
+    use super::COMPLETE_WARM;
+    use crate::testing::TestDb;
+
+    /// Statistics that make reading jobs other than by id look cheap: many workflows of one
+    /// job each (so `jobs_workflow` seems to return one row), and few active jobs (so
+    /// `jobs_expiry` seems small).
+    const SEED: &str = "
+        INSERT INTO workflows (id, graph_name, graph_version, status, input, vars)
+        SELECT gen_random_uuid(), 'g', 1,
+               CASE WHEN i <= 64 THEN 'running' ELSE 'completed' END, '{}', '{}'
+        FROM generate_series(1, 20000) i;
+        INSERT INTO jobs (workflow_id, node, operation, state, attempt, idempotency_key,
+                          lease_token, lease_expires_at)
+        SELECT id, 'step', 'op', CASE WHEN status = 'running' THEN 'active' ELSE 'completed' END,
+               1, 'key', gen_random_uuid(),
+               CASE WHEN status = 'running' THEN now() + interval '1 hour' END
+        FROM workflows;
+        ANALYZE workflows, jobs;";
+
+    /// The highest `$n` in `sql`.
+    fn parameters(sql: &str) -> usize {
+        sql.split('$')
+            .skip(1)
+            .filter_map(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn the_warm_statement_reads_jobs_only_by_id_whatever_the_statistics() {
+        let db = TestDb::new().await;
+        let pool = super::super::pool(&db.url, 1).unwrap();
+        let client = pool.get().await.unwrap();
+        client.batch_execute(SEED).await.unwrap();
+        client
+            .batch_execute(&format!("PREPARE warm AS {COMPLETE_WARM}"))
+            .await
+            .unwrap();
+        // Pooled sessions plan generically, as the server's do; NULLs stand for the arrays.
+        let nulls = vec!["NULL"; parameters(COMPLETE_WARM)].join(", ");
+        let plan: Vec<String> = client
+            .query(&format!("EXPLAIN EXECUTE warm({nulls})"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("jobs_pkey"), "{plan}");
+        for path in [
+            "jobs_expiry",
+            "jobs_workflow",
+            "jobs_inbox",
+            "Seq Scan on jobs",
+        ] {
+            assert!(
+                !plan.contains(path),
+                "the warm statement reads jobs through {path}, a cost that grows with the \
+                 database:\n{plan}"
+            );
+        }
+    }
 }
