@@ -596,8 +596,8 @@ pub struct Expected {
 /// that the only way the planner can find a job is by its id: a bare `state = 'active'` lets
 /// it read every active job through `jobs_expiry`, and a bare `workflow_id` test lets it read
 /// every job a workflow ever had through `jobs_workflow`, both costs that grow with the
-/// database (docs/performance.md, session 5). Each workflow written is returned with its new version and its current job (the
-/// one created, else the one ended).
+/// database (docs/performance.md, session 5). Each workflow written is returned with its new
+/// version and its current job (the one created, else the one ended).
 const COMPLETE_WARM: &str = concat!(
     "WITH checked AS ( \
        SELECT w.id FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::uuid[]) \
