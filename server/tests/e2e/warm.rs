@@ -30,6 +30,14 @@ async fn start_warm(c: &mut Clients, input: &str) -> (String, v1::Job) {
     (id, job)
 }
 
+/// A server with the one-step graph applied, and clients of it.
+async fn one_step_server() -> (TestServer, Clients) {
+    let server = TestServer::start().await;
+    let mut c = clients(&server).await;
+    put_yaml(&mut c, ONE_STEP).await;
+    (server, c)
+}
+
 /// Runs SQL against the server's database.
 async fn sql(server: &TestServer, statement: &str) {
     let client = rondo_server::store::connect(server.db_url()).await.unwrap();
@@ -54,9 +62,7 @@ async fn history_shape(c: &mut Clients, id: &str) -> Vec<Shape> {
 
 #[tokio::test]
 async fn a_warm_completion_writes_what_the_locking_way_writes() {
-    let server = TestServer::start().await;
-    let mut c = clients(&server).await;
-    put_yaml(&mut c, ONE_STEP).await;
+    let (server, mut c) = one_step_server().await;
 
     let (warm_id, job) = start_warm(&mut c, r#"{"n": 1}"#).await;
     let answer = complete(&mut c, &job, "done", r#"{"paid": true}"#)
@@ -98,9 +104,7 @@ async fn a_warm_completion_writes_what_the_locking_way_writes() {
 
 #[tokio::test]
 async fn a_workflow_changed_behind_a_warm_job_is_completed_from_the_stored_row() {
-    let server = TestServer::start().await;
-    let mut c = clients(&server).await;
-    put_yaml(&mut c, ONE_STEP).await;
+    let (server, mut c) = one_step_server().await;
     let (id, job) = start_warm(&mut c, "{}").await;
 
     // Another server (or an operator) writes the workflow row: the version this server
@@ -131,9 +135,7 @@ async fn a_workflow_changed_behind_a_warm_job_is_completed_from_the_stored_row()
 
 #[tokio::test]
 async fn a_warm_job_whose_lease_ran_out_in_the_database_is_refused_and_nothing_is_written() {
-    let server = TestServer::start().await;
-    let mut c = clients(&server).await;
-    put_yaml(&mut c, ONE_STEP).await;
+    let (server, mut c) = one_step_server().await;
     let (id, job) = start_warm(&mut c, "{}").await;
     let before = get(&mut c, &id).await;
 
