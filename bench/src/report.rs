@@ -549,14 +549,14 @@ fn latency_figures(samples: &LatencySamples) -> Vec<Figure> {
     vec![
         number(
             "latency_round_trip_p50_ms",
-            "StartWorkflow + AwaitWorkflow, p50",
+            "StartWorkflow(wait) -> COMPLETED, p50",
             round_trip.map(|p| p.p50),
             "ms",
         )
         .against(targets::LATENCY_ROUND_TRIP_P50_MS),
         number(
             "latency_round_trip_p99_ms",
-            "StartWorkflow + AwaitWorkflow, p99",
+            "StartWorkflow(wait) -> COMPLETED, p99",
             round_trip.map(|p| p.p99),
             "ms",
         )

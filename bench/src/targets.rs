@@ -14,7 +14,7 @@ pub enum Target {
     Exactly(f64),
 }
 
-/// (c) One-step workflow round trip (`StartWorkflow`, then `AwaitWorkflow` until COMPLETED) on
+/// (c) One-step workflow round trip (`StartWorkflow` with a wait, until COMPLETED) on
 /// an idle server, median, in milliseconds.
 pub const LATENCY_ROUND_TRIP_P50_MS: Target = Target::AtMost(2.0);
 

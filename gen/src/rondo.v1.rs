@@ -1802,16 +1802,26 @@ pub struct StartWorkflowRequest {
     /// Optional later start; the workflow stays PENDING until then.
     #[prost(message, optional, tag = "5")]
     pub start_at: ::core::option::Option<::prost_types::Timestamp>,
+    /// Optional: answer only once the workflow is neither PENDING nor RUNNING, or when this wait
+    /// runs out (capped like AwaitWorkflow's), so that a caller who wants the result makes one
+    /// call instead of StartWorkflow then AwaitWorkflow. Absent or zero: answer once started.
+    /// The workflow is started (and durable) whether or not it ends within the wait.
+    #[prost(message, optional, tag = "6")]
+    pub wait: ::core::option::Option<::prost_types::Duration>,
 }
 /// Response of WorkflowService.StartWorkflow.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct StartWorkflowResponse {
-    /// The workflow (new, or existing for a repeated idempotency key).
+    /// The workflow (new, or existing for a repeated idempotency key); with `wait`, as it is
+    /// when it ended or the wait ran out.
     #[prost(message, optional, tag = "1")]
     pub workflow: ::core::option::Option<Workflow>,
     /// True when the idempotency key matched an existing workflow and nothing new was started.
     #[prost(bool, tag = "2")]
     pub existing: bool,
+    /// True when the workflow is no longer PENDING or RUNNING (as AwaitWorkflowResponse.done).
+    #[prost(bool, tag = "3")]
+    pub done: bool,
 }
 /// Request for WorkflowService.GetWorkflow.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -2289,7 +2299,7 @@ pub mod workflow_service_client {
         }
         /// Starts a workflow of a graph version. With an idempotency key, a repeat of the same request
         /// returns the existing workflow (`existing = true`); the same key with a different request is
-        /// ALREADY_EXISTS.
+        /// ALREADY_EXISTS. With `wait`, answers when the workflow has ended (or the wait ran out).
         pub async fn start_workflow(
             &mut self,
             request: impl tonic::IntoRequest<super::StartWorkflowRequest>,
@@ -2509,7 +2519,7 @@ pub mod workflow_service_server {
     pub trait WorkflowService: std::marker::Send + std::marker::Sync + 'static {
         /// Starts a workflow of a graph version. With an idempotency key, a repeat of the same request
         /// returns the existing workflow (`existing = true`); the same key with a different request is
-        /// ALREADY_EXISTS.
+        /// ALREADY_EXISTS. With `wait`, answers when the workflow has ended (or the wait ran out).
         async fn start_workflow(
             &self,
             request: tonic::Request<super::StartWorkflowRequest>,

@@ -47,6 +47,10 @@ pub struct StartOptions {
     pub idempotency_key: Option<String>,
     /// A later start; the workflow stays PENDING until then.
     pub start_at: Option<SystemTime>,
+    /// Answer only once the workflow is done or this wait runs out (the server caps it at
+    /// about 30 s): one call instead of [`Client::start_workflow`] then
+    /// [`Client::await_workflow`].
+    pub wait: Option<Duration>,
 }
 
 impl StartOptions {
@@ -58,6 +62,7 @@ impl StartOptions {
             input,
             idempotency_key: None,
             start_at: None,
+            wait: None,
         }
     }
 
@@ -81,6 +86,14 @@ impl StartOptions {
         self.start_at = Some(at);
         self
     }
+
+    /// Waits up to `wait` for the workflow to be done before answering; [`Started::done`]
+    /// says whether it was. The workflow is started either way.
+    #[must_use]
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = Some(wait);
+        self
+    }
 }
 
 /// The answer to a start.
@@ -90,6 +103,9 @@ pub struct Started {
     pub workflow: Workflow,
     /// True when the idempotency key matched an existing workflow and nothing was started.
     pub existing: bool,
+    /// True when the workflow is done (see [`WorkflowStatus::is_done`]); with
+    /// [`StartOptions::wait`], it is then as it ended.
+    pub done: bool,
 }
 
 /// Lifecycle state of a workflow.

@@ -95,10 +95,12 @@
 //!
 //! let client = Client::connect("http://127.0.0.1:7233")?;
 //! client.put_graph(graph.graph.def()).await?;
-//! // Starting twice with the same key starts one workflow.
-//! let options = StartOptions::new("charge", json!({ "amount": 42 })).idempotency_key("order-17");
-//! let started = client.start_workflow(options).await?;
-//! let workflow = client.await_workflow(&started.workflow.id, secs(30)).await?;
+//! // Starting twice with the same key starts one workflow. With a wait, the answer comes when
+//! // the workflow has ended (or the wait ran out; `client.await_workflow` waits longer).
+//! let options = StartOptions::new("charge", json!({ "amount": 42 }))
+//!     .idempotency_key("order-17")
+//!     .wait(secs(30));
+//! let workflow = client.start_workflow(options).await?.workflow;
 //! if workflow.status == WorkflowStatus::Completed {
 //!     println!("outcome {:?}, vars {}", workflow.outcome, workflow.vars);
 //! }

@@ -309,17 +309,22 @@ impl ClientTransport {
             input: options.input.to_string(),
             idempotency_key: options.idempotency_key.clone().unwrap_or_default(),
             start_at: options.start_at.map(prost_types::Timestamp::from),
+            wait: options
+                .wait
+                .and_then(|w| prost_types::Duration::try_from(w).ok()),
         };
+        let deadline = CALL_TIMEOUT + options.wait.unwrap_or_default();
         let response = self
             .workflows
             .clone()
-            .start_workflow(request(message, CALL_TIMEOUT))
+            .start_workflow(request(message, deadline))
             .await
             .map_err(|status| Error::rpc("StartWorkflow", &status))?
             .into_inner();
         Ok(Started {
             workflow: workflow("StartWorkflow", response.workflow)?,
             existing: response.existing,
+            done: response.done,
         })
     }
 

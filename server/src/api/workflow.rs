@@ -7,6 +7,7 @@ use super::convert::{event, from_timestamp, status_filter, view, workflow};
 use super::{ApiResult, bounded_wait, parse_uuid};
 use crate::service::Service;
 use crate::service::workflows::{ListRequest, OperatorAction, StartRequest};
+use crate::store::workflows::WorkflowStatus;
 
 /// WorkflowService over the use cases.
 #[derive(Clone)]
@@ -30,6 +31,12 @@ impl WorkflowService for WorkflowApi {
         &self,
         req: Request<v1::StartWorkflowRequest>,
     ) -> ApiResult<v1::StartWorkflowResponse> {
+        let wait = req
+            .get_ref()
+            .wait
+            .as_ref()
+            .map(|w| bounded_wait(&req, Some(w)))
+            .filter(|w| !w.is_zero());
         let req = req.into_inner();
         let start_at = match &req.start_at {
             Some(t) => Some(
@@ -49,10 +56,28 @@ impl WorkflowService for WorkflowApi {
                 schedule_id: None,
             })
             .await?;
-        tracing::info!(workflow_id = %started.view.workflow.id, existing = started.existing, "workflow started");
+        let id = started.view.workflow.id;
+        tracing::info!(workflow_id = %id, existing = started.existing, "workflow started");
+        let waited = match wait {
+            None => None,
+            // The workflow is started and durable: a failed wait answers with it as started
+            // rather than with an error that would invite a second start.
+            Some(wait) => match self.0.await_workflow(id, wait).await {
+                Ok((v, _)) => Some(v),
+                Err(error) => {
+                    tracing::warn!(workflow_id = %id, %error, "waiting for a started workflow failed; answering with it as started");
+                    None
+                }
+            },
+        };
+        let v = waited.as_ref().unwrap_or(&started.view);
         Ok(Response::new(v1::StartWorkflowResponse {
-            workflow: Some(view(&started.view)),
+            workflow: Some(view(v)),
             existing: started.existing,
+            done: !matches!(
+                v.workflow.status,
+                WorkflowStatus::Pending | WorkflowStatus::Running
+            ),
         }))
     }
 

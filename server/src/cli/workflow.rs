@@ -19,7 +19,8 @@ use crate::config::parse_duration;
 /// Subcommands of `rondo workflow`.
 #[derive(Debug, Subcommand)]
 pub enum WorkflowCommand {
-    /// Start a workflow of a graph and print its id.
+    /// Start a workflow of a graph and print its id; with --wait, wait until it ends and exit
+    /// as `rondo workflow wait` does.
     Start(StartArgs),
     /// Show one workflow: status, node, vars, incident and current job.
     Get {
@@ -95,6 +96,10 @@ pub struct StartArgs {
     /// Start later: an RFC 3339 time (`2030-01-31T09:00:00Z`) or `+DURATION` (`+10m`).
     #[arg(long, value_parser = parse_start_at)]
     pub start_at: Option<StartAt>,
+    /// Wait up to this long for the workflow to end, in the same call as the start, and exit
+    /// as `rondo workflow wait` does (0: completed; 1: ended otherwise; 2: still running).
+    #[arg(long, value_parser = parse_duration)]
+    pub wait: Option<Duration>,
 }
 
 /// Flags of `rondo workflow list`.
@@ -199,7 +204,7 @@ pub async fn run(
     match cmd {
         WorkflowCommand::Start(args) => {
             let request = start_request(&args, Utc::now())?;
-            start(&mut client(server).await?, request, p).await
+            start(&mut client(server).await?, request, args.wait, p).await
         }
         WorkflowCommand::Get { id } => get(&mut client(server).await?, id, p).await,
         WorkflowCommand::List(args) => list(&mut client(server).await?, args, p).await,
@@ -220,7 +225,9 @@ pub async fn run(
             print_action(p, &present(response.workflow, "workflow")?, "cancelled")
         }
         WorkflowCommand::Wait { id, timeout } => {
-            wait(&mut client(server).await?, id, timeout, p).await
+            let deadline = Instant::now() + timeout;
+            let (wf, done) = wait(&mut client(server).await?, id, deadline).await?;
+            report_end(p, &wf, done, timeout)
         }
         WorkflowCommand::Move {
             id,
@@ -286,15 +293,20 @@ fn start_request(
         input: args.input.clone().unwrap_or_default(),
         idempotency_key: args.idempotency_key.clone().unwrap_or_default(),
         start_at: start_at.map(output::timestamp),
+        wait: args.wait.map(proto_duration),
     })
 }
 
-/// Starts a workflow and prints its id (text) or the workflow (JSON).
+/// Starts a workflow and prints its id (text) or the workflow (JSON); with `timeout`, waits
+/// for it to end (in the start call, then with AwaitWorkflow while the server's cap on one
+/// wait is shorter) and reports as [`WorkflowCommand::Wait`] does.
 async fn start(
     client: &mut WorkflowServiceClient<Channel>,
     request: v1::StartWorkflowRequest,
+    timeout: Option<Duration>,
     p: &mut Printer<'_>,
 ) -> Result<(), CliError> {
+    let deadline = timeout.map(|t| Instant::now() + t);
     let response = client.start_workflow(request).await?.into_inner();
     let wf = present(response.workflow, "workflow")?;
     if response.existing {
@@ -303,6 +315,13 @@ async fn start(
             "note: the idempotency key matched workflow {} (existing); nothing new was started",
             wf.id
         )?;
+    }
+    if let (Some(timeout), Some(deadline)) = (timeout, deadline) {
+        let (wf, done) = match response.done || Instant::now() >= deadline {
+            true => (wf, response.done),
+            false => wait(client, wf.id, deadline).await?,
+        };
+        return report_end(p, &wf, done, timeout);
     }
     if p.is_json() {
         p.json(&output::workflow_json(&wf))?;
@@ -402,16 +421,14 @@ async fn history(
     Ok(())
 }
 
-/// Long-polls until the workflow ends or `timeout` runs out, and turns the result into the
-/// exit code documented on [`WorkflowCommand::Wait`].
+/// Long-polls until the workflow ends or `deadline` passes; returns it then, and whether it
+/// ended.
 async fn wait(
     client: &mut WorkflowServiceClient<Channel>,
     id: String,
-    timeout: Duration,
-    p: &mut Printer<'_>,
-) -> Result<(), CliError> {
-    let deadline = Instant::now() + timeout;
-    let (wf, done) = loop {
+    deadline: Instant,
+) -> Result<(v1::Workflow, bool), CliError> {
+    Ok(loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let request = v1::AwaitWorkflowRequest {
             id: id.clone(),
@@ -422,11 +439,21 @@ async fn wait(
         if response.done || Instant::now() >= deadline {
             break (wf, response.done);
         }
-    };
+    })
+}
+
+/// Prints how a wait of `timeout` ended, and turns it into the exit code documented on
+/// [`WorkflowCommand::Wait`].
+fn report_end(
+    p: &mut Printer<'_>,
+    wf: &v1::Workflow,
+    done: bool,
+    timeout: Duration,
+) -> Result<(), CliError> {
     if p.is_json() {
-        p.json(&output::workflow_json(&wf))?;
+        p.json(&output::workflow_json(wf))?;
     } else {
-        writeln!(p.out, "{}: {}", wf.id, output::workflow_state(&wf))?;
+        writeln!(p.out, "{}: {}", wf.id, output::workflow_state(wf))?;
     }
     let completed = wf.status == v1::WorkflowStatus::Completed as i32;
     match (done, completed) {

@@ -108,5 +108,30 @@ async fn an_operator_applies_graphs_and_follows_a_workflow_through_the_cli() {
     let (code, _, err) = rondo(&server, &["workflow", "cancel", &id]).await;
     assert_ne!(code, 0, "a completed workflow cannot be cancelled");
     assert!(err.contains("FAILED_PRECONDITION"), "{err}");
+
+    // Start and wait in one command: it exits as `workflow wait` does.
+    let start_waiting = |order: &'static str, wait: &'static str| {
+        [
+            "workflow", "start", "order", "--input", order, "--wait", wait,
+        ]
+    };
+    let (code, out, err) = rondo(&server, &start_waiting(r#"{"order_id": "C-2"}"#, "20s")).await;
+    assert_eq!(
+        code, 0,
+        "the workflow completed within the wait: {out}{err}"
+    );
+    assert!(out.contains("completed"), "{out}");
     worker.stop().await;
+    let (code, out, err) = rondo(&server, &start_waiting(r#"{"order_id": "C-3"}"#, "300ms")).await;
+    assert_eq!(
+        code, 2,
+        "no worker: still running when the wait ran out: {out}{err}"
+    );
+    assert!(err.contains("has not ended after"), "{err}");
+    let id = out.split(':').next().unwrap_or_default().trim();
+    let (_, out, _) = rondo(&server, &["workflow", "get", id]).await;
+    assert!(
+        out.contains("running") && out.contains("C-3"),
+        "started all the same: {out}"
+    );
 }

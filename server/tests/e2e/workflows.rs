@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rondo_example_worker::{Faults, register};
 use rondo_gen::v1;
 use rondo_server::testing::{TestDb, TestServer};
-use rondo_worker::{HandlerError, Job, Outcome};
+use rondo_worker::{HandlerError, Job, Outcome, StartOptions, WorkflowStatus};
 use serde_json::json;
 use tokio::sync::Notify;
 use tonic::Code;
@@ -562,6 +562,63 @@ async fn an_awaiting_call_gets_the_workflow_exactly_as_stored_when_it_finishes()
         assert_eq!(awaited.status(), status);
         assert_eq!(awaited, get(&mut c, id).await);
     }
+}
+
+/// A start with a wait answers once its workflow has ended, as stored, in one call; when the
+/// wait runs out first it answers with the workflow still running, started all the same.
+#[tokio::test]
+async fn a_start_with_a_wait_answers_once_its_workflow_has_ended() {
+    let server = TestServer::start().await;
+    let mut c = clients(&server).await;
+    put_yaml(&mut c, ONE_STEP).await;
+    let client = rondo_worker::Client::connect(&server.grpc_url()).unwrap();
+    let waiting = |key: &str, wait: Duration| {
+        StartOptions::new("one", json!({ "key": key }))
+            .idempotency_key(key)
+            .wait(wait)
+    };
+
+    // No worker yet: the wait runs out, and the workflow runs on.
+    let asked = Instant::now();
+    let early = client
+        .start_workflow(waiting("w-1", Duration::from_millis(300)))
+        .await
+        .unwrap();
+    assert!(asked.elapsed() >= Duration::from_millis(300), "it waited");
+    assert!(!early.done && !early.existing);
+    assert_eq!(early.workflow.status, WorkflowStatus::Running);
+    assert_eq!(
+        get(&mut c, &early.workflow.id).await.status(),
+        v1::WorkflowStatus::Running,
+        "started although the wait ran out"
+    );
+
+    let worker = run_worker(&server, |b| {
+        b.handler("test.work", |_job: Job| async {
+            Ok(Outcome::new("done").with_output(json!({ "paid": true })))
+        })
+    });
+    let ended = client
+        .start_workflow(waiting("w-2", Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert!(ended.done && !ended.existing, "{ended:?}");
+    assert_eq!(ended.workflow.status, WorkflowStatus::Completed);
+    assert_eq!(ended.workflow.outcome.as_deref(), Some("done"));
+    assert_eq!(ended.workflow.vars, json!({ "key": "w-2", "paid": true }));
+    let stored = client.get_workflow(&ended.workflow.id).await.unwrap();
+    assert_eq!(ended.workflow, stored, "answered as stored");
+
+    // The same start again: its workflow has ended, so the answer comes at once.
+    let asked = Instant::now();
+    let again = client
+        .start_workflow(waiting("w-2", Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(10));
+    assert!(again.done && again.existing);
+    assert_eq!(again.workflow, stored);
+    worker.stop().await;
 }
 
 /// Reads arriving together are done together: each call still gets its own workflow, two
