@@ -156,8 +156,8 @@ pub struct Workflow {
     pub idempotency_key: Option<String>,
     /// Why the workflow is STUCK, while it is.
     pub incident: Option<Incident>,
-    /// The job in hand, if any (only from [`Client::get_workflow`] and
-    /// [`Client::await_workflow`]).
+    /// The job in hand, if any (only from [`Client::get_workflow`],
+    /// [`Client::await_workflow`] and a start with [`StartOptions::wait`]).
     pub current_job: Option<JobSummary>,
 }
 

@@ -587,6 +587,12 @@ async fn a_start_with_a_wait_answers_once_its_workflow_has_ended() {
     assert!(asked.elapsed() >= Duration::from_millis(300), "it waited");
     assert!(!early.done && !early.existing);
     assert_eq!(early.workflow.status, WorkflowStatus::Running);
+    let job = early
+        .workflow
+        .current_job
+        .as_ref()
+        .expect("the job in hand");
+    assert_eq!(job.node, "work");
     assert_eq!(
         get(&mut c, &early.workflow.id).await.status(),
         v1::WorkflowStatus::Running,
