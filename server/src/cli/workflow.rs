@@ -306,7 +306,7 @@ async fn start(
     timeout: Option<Duration>,
     p: &mut Printer<'_>,
 ) -> Result<(), CliError> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let waiting = timeout.map(|t| (t, Instant::now() + t));
     let response = client.start_workflow(request).await?.into_inner();
     let wf = present(response.workflow, "workflow")?;
     if response.existing {
@@ -316,7 +316,7 @@ async fn start(
             wf.id
         )?;
     }
-    if let (Some(timeout), Some(deadline)) = (timeout, deadline) {
+    if let Some((timeout, deadline)) = waiting {
         let (wf, done) = match response.done || Instant::now() >= deadline {
             true => (wf, response.done),
             false => wait(client, wf.id, deadline).await?,
