@@ -7,7 +7,6 @@ use super::convert::{event, from_timestamp, status_filter, view, workflow};
 use super::{ApiResult, bounded_wait, parse_uuid};
 use crate::service::Service;
 use crate::service::workflows::{ListRequest, OperatorAction, StartRequest};
-use crate::store::workflows::WorkflowStatus;
 
 /// WorkflowService over the use cases.
 #[derive(Clone)]
@@ -74,10 +73,7 @@ impl WorkflowService for WorkflowApi {
         Ok(Response::new(v1::StartWorkflowResponse {
             workflow: Some(view(v)),
             existing: started.existing,
-            done: !matches!(
-                v.workflow.status,
-                WorkflowStatus::Pending | WorkflowStatus::Running
-            ),
+            done: v.workflow.status.is_done(),
         }))
     }
 

@@ -347,10 +347,7 @@ impl Service {
             // One this server wrote as running, with no notice since, runs still: no read.
             if !self.dispatch().known_running(id) {
                 let view = self.get_workflow(id).await?;
-                let done = !matches!(
-                    view.workflow.status,
-                    WorkflowStatus::Pending | WorkflowStatus::Running
-                );
+                let done = view.workflow.status.is_done();
                 if done || tokio::time::Instant::now() >= deadline {
                     return Ok((view, done));
                 }

@@ -27,6 +27,12 @@ pub enum WorkflowStatus {
 }
 
 impl WorkflowStatus {
+    /// True unless PENDING or RUNNING: the workflow will not move on without an operator
+    /// (what `AwaitWorkflow` and a start with a wait wait for).
+    pub fn is_done(self) -> bool {
+        !matches!(self, WorkflowStatus::Pending | WorkflowStatus::Running)
+    }
+
     /// Name as stored.
     pub fn as_str(self) -> &'static str {
         match self {
