@@ -128,14 +128,16 @@ impl Writes {
     /// at once (see [`super::PipelinedTx::commit_with`]).
     pub async fn prepare(&self, client: &impl GenericClient) -> Result<(), StoreError> {
         let needed = [
-            (!self.ends.is_empty(), END_JOBS),
-            (!self.jobs.is_empty(), INSERT_JOBS),
-            (!self.workflows.is_empty(), UPDATE_WORKFLOWS),
-            (!self.events.is_empty(), APPEND_EVENTS),
+            (self.ends.len(), END_JOBS),
+            (self.jobs.len(), INSERT_JOBS),
+            (self.workflows.len(), UPDATE_WORKFLOWS),
+            (self.events.len(), APPEND_EVENTS),
         ];
-        for (needed, query) in needed {
-            if needed {
-                client.prepare_cached(query).await?;
+        for (rows, statements) in needed {
+            if rows > 0 {
+                client
+                    .prepare_cached(Rows::of(rows).pick(statements))
+                    .await?;
             }
         }
         Ok(())
@@ -225,20 +227,83 @@ pub async fn next_job_ids(client: &impl GenericClient, n: i32) -> Result<Vec<i64
         .collect()
 }
 
+/// How a statement reads rows out of its parallel array parameters; every statement here
+/// comes in both forms, `[Few, Many]`.
+///
+/// `unnest(a, b, c)` runs one set-returning function per array, and PostgreSQL materialises
+/// each one's result on its own: about 6 us per array whatever the batch, where a whole
+/// statement of an idle server's step takes a few hundred. The statements of a step take
+/// forty-odd arrays. `Few` unnests only the first array, with its ordinal, and takes the
+/// others by subscript: one function. But a subscript into an array of variable-width elements
+/// (text, jsonb) walks it from the start, so that form costs the square of the batch, and
+/// `Many` keeps the plain `unnest` for big batches (docs/performance.md, session 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    /// First array unnested, the others subscripted.
+    Few,
+    /// Every array unnested.
+    Many,
+}
+
+impl Rows {
+    /// Longest array read in the `Few` form.
+    const FEW_MAX: usize = 16;
+
+    /// The form for arrays of at most `longest` elements.
+    fn of(longest: usize) -> Rows {
+        if longest <= Rows::FEW_MAX {
+            Rows::Few
+        } else {
+            Rows::Many
+        }
+    }
+
+    /// This form's statement among `[Few, Many]`.
+    fn pick(self, statements: [&'static str; 2]) -> &'static str {
+        statements[self as usize]
+    }
+}
+
+/// The rows of parallel arrays, each row with its ordinal as a last column, as a FROM item to
+/// be aliased `AS u(..., n)`, in the form `Few` or `Many` (see [`Rows`]).
+macro_rules! rows {
+    (Few; $first:literal $(, $rest:literal)*) => {
+        concat!(
+            "(SELECT r.v", $(", (", $rest, ")[r.i]",)* ", r.i FROM unnest(", $first,
+            ") WITH ORDINALITY AS r(v, i))"
+        )
+    };
+    (Many; $first:literal $(, $rest:literal)*) => {
+        concat!("unnest(", $first, $(", ", $rest,)* ") WITH ORDINALITY")
+    };
+}
+
+/// A statement in both forms of [`Rows`], `[Few, Many]`: `statement!(Form; args)` for each.
+macro_rules! in_both_forms {
+    ($statement:ident!($($args:tt)*)) => {
+        [$statement!(Few; $($args)*), $statement!(Many; $($args)*)]
+    };
+}
+
 /// Ends jobs from `u` (the columns of [`end_params`]).
 macro_rules! end_jobs_from {
-    ($source:literal) => {
+    ($form:ident; $($array:literal),+) => {
         concat!(
             "UPDATE jobs j SET state = u.state, label = u.label, output = u.output, \
                ended_by = u.ended_by, ended_at = now() FROM ",
-            $source,
-            " AS u(id, state, label, output, ended_by) WHERE j.id = u.id"
+            rows!($form; $($array),+),
+            " AS u(id, state, label, output, ended_by, n) WHERE j.id = u.id"
         )
     };
 }
 
-const END_JOBS: &str =
-    end_jobs_from!("unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::text[])");
+const END_JOBS: [&str; 2] = in_both_forms!(end_jobs_from!(
+    "$1::bigint[]",
+    "$2::text[]",
+    "$3::text[]",
+    "$4::jsonb[]",
+    "$5::text[]"
+));
 
 /// The five arrays that describe how jobs end.
 fn end_params(ends: &[JobEnd]) -> Params {
@@ -256,7 +321,9 @@ async fn end_jobs(client: &impl GenericClient, ends: &[JobEnd]) -> Result<(), St
         return Ok(());
     }
     let params = end_params(ends);
-    let stmt = client.prepare_cached(END_JOBS).await?;
+    let stmt = client
+        .prepare_cached(Rows::of(ends.len()).pick(END_JOBS))
+        .await?;
     client.execute(&stmt, &refs(&params)).await?;
     Ok(())
 }
@@ -266,7 +333,7 @@ async fn end_jobs(client: &impl GenericClient, ends: &[JobEnd]) -> Result<(), St
 /// the lease is the heartbeat interval when shorter than the timeout. `created_at` is the
 /// moment of the insert, not the transaction's start.
 macro_rules! insert_jobs_from {
-    ($source:literal) => {
+    ($form:ident; $($array:literal),+) => {
         concat!(
             "INSERT INTO jobs AS j (id, workflow_id, node, operation, state, attempt, \
                idempotency_key, from_node, available_at, timeout_ms, heartbeat_ms, worker, \
@@ -281,28 +348,27 @@ macro_rules! insert_jobs_from {
                       u.timeout_ms), u.timeout_ms) * interval '1 millisecond' END, \
                clock_timestamp() \
              FROM ",
-            $source
+            rows!($form; $($array),+),
+            " AS u(id, workflow_id, node, operation, attempt, key, from_node, delay_ms, \
+               timeout_ms, heartbeat_ms, worker, token, n)"
         )
     };
 }
 
-/// Names the columns of [`job_params`].
-macro_rules! job_columns_of_u {
-    () => {
-        " AS u(id, workflow_id, node, operation, attempt, key, from_node, delay_ms, timeout_ms, \
-           heartbeat_ms, worker, token)"
+/// [`insert_jobs_from`] with the arrays `$1` to `$12`, returning the jobs.
+macro_rules! insert_jobs {
+    ($form:ident;) => {
+        concat!(
+            insert_jobs_from!($form; "$1::bigint[]", "$2::uuid[]", "$3::text[]", "$4::text[]",
+                "$5::int[]", "$6::text[]", "$7::text[]", "$8::bigint[]", "$9::bigint[]",
+                "$10::bigint[]", "$11::text[]", "$12::uuid[]"),
+            " RETURNING ",
+            super::jobs::job_columns!()
+        )
     };
 }
 
-const INSERT_JOBS: &str = concat!(
-    insert_jobs_from!(
-        "unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::text[], \
-           $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::uuid[])"
-    ),
-    job_columns_of_u!(),
-    " RETURNING ",
-    super::jobs::job_columns!()
-);
+const INSERT_JOBS: [&str; 2] = in_both_forms!(insert_jobs!());
 
 /// Owned statement parameters.
 type Params = Vec<Box<dyn ToSql + Sync + Send>>;
@@ -349,7 +415,9 @@ async fn insert_jobs(
         return Ok(Vec::new());
     }
     let params = job_params(jobs);
-    let stmt = client.prepare_cached(INSERT_JOBS).await?;
+    let stmt = client
+        .prepare_cached(Rows::of(jobs.len()).pick(INSERT_JOBS))
+        .await?;
     let rows = client.query(&stmt, &refs(&params)).await?;
     rows.iter().map(JobRecord::from_row).collect()
 }
@@ -358,7 +426,7 @@ async fn insert_jobs(
 /// their last job, which an earlier statement of the same flush ended.
 /// Writes workflows' new state from `u` (the columns of [`workflow_params`]).
 macro_rules! update_workflows_from {
-    ($source:literal) => {
+    ($form:ident; $($array:literal),+) => {
         concat!(
             "UPDATE workflows w SET status = u.status, \
                current_node = u.current_node, vars = u.vars, step_count = u.step_count, \
@@ -370,9 +438,9 @@ macro_rules! update_workflows_from {
                updated_at = now(), \
                ended_at = CASE WHEN u.status IN ('completed', 'cancelled') THEN now() ELSE NULL END \
              FROM ",
-            $source,
+            rows!($form; $($array),+),
             " AS u(id, status, current_node, vars, step_count, streaks, outcome, reason, \
-               message, node, label, job_id, clear_deadline) \
+               message, node, label, job_id, clear_deadline, n) \
              WHERE w.id = u.id"
         )
     };
@@ -387,20 +455,24 @@ macro_rules! returning_versioned {
 
 /// Each workflow updated, as stored, with its version and its current job (the job ended in
 /// the same transaction, or the one it created).
-const UPDATE_WORKFLOWS: &str = concat!(
-    "WITH w AS (",
-    update_workflows_from!(
-        "unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::jsonb[], \
-           $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], \
-           $13::bool[])"
-    ),
-    returning_versioned!(),
-    ") SELECT ",
-    super::jobs::job_columns!(),
-    ", ",
-    super::workflows::workflow_columns!(),
-    ", w.version FROM w LEFT JOIN jobs j ON j.id = w.current_job_id"
-);
+macro_rules! update_workflows {
+    ($form:ident;) => {
+        concat!(
+            "WITH w AS (",
+            update_workflows_from!($form; "$1::uuid[]", "$2::text[]", "$3::text[]",
+                "$4::jsonb[]", "$5::int[]", "$6::jsonb[]", "$7::text[]", "$8::text[]",
+                "$9::text[]", "$10::text[]", "$11::text[]", "$12::bigint[]", "$13::bool[]"),
+            returning_versioned!(),
+            ") SELECT ",
+            super::jobs::job_columns!(),
+            ", ",
+            super::workflows::workflow_columns!(),
+            ", w.version FROM w LEFT JOIN jobs j ON j.id = w.current_job_id"
+        )
+    };
+}
+
+const UPDATE_WORKFLOWS: [&str; 2] = in_both_forms!(update_workflows!());
 
 /// The thirteen arrays that describe workflow updates.
 fn workflow_params(updates: &[WorkflowUpdate]) -> Params {
@@ -432,40 +504,35 @@ async fn update_workflows(
         return Ok(Vec::new());
     }
     let params = workflow_params(updates);
-    let stmt = client.prepare_cached(UPDATE_WORKFLOWS).await?;
-    let rows = client.query(&stmt, &refs(&params)).await?;
-    rows.iter().map(Written::from_row).collect()
+    let statement = Rows::of(updates.len()).pick(UPDATE_WORKFLOWS);
+    written(client, statement, &params).await
 }
 
 /// Appends events from `u` (the columns of [`event_params`], with their ordinal `n`);
 /// `ORDER BY n` keeps them in the order given, so their ids follow it.
 macro_rules! append_events_from {
-    ($source:literal) => {
+    ($form:ident; $($array:literal),+) => {
         concat!(
             "INSERT INTO events (workflow_id, kind, node, label, job_id, attempt, actor, \
                message, data) \
              SELECT workflow_id, kind, node, label, job_id, attempt, actor, message, data FROM ",
-            $source
+            rows!($form; $($array),+),
+            " AS u(workflow_id, kind, node, label, job_id, attempt, actor, message, data, n)"
         )
     };
 }
 
-/// Names the columns of [`event_params`] and their ordinal.
-macro_rules! event_columns_of_u {
-    () => {
-        " WITH ORDINALITY AS u(workflow_id, kind, node, label, job_id, attempt, actor, message, \
-           data, n)"
+macro_rules! append_events {
+    ($form:ident;) => {
+        concat!(
+            append_events_from!($form; "$1::uuid[]", "$2::text[]", "$3::text[]", "$4::text[]",
+                "$5::bigint[]", "$6::int[]", "$7::text[]", "$8::text[]", "$9::jsonb[]"),
+            " ORDER BY n"
+        )
     };
 }
 
-const APPEND_EVENTS: &str = concat!(
-    append_events_from!(
-        "unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::int[], \
-           $7::text[], $8::text[], $9::jsonb[])"
-    ),
-    event_columns_of_u!(),
-    " ORDER BY n"
-);
+const APPEND_EVENTS: [&str; 2] = in_both_forms!(append_events!());
 
 /// The nine arrays that describe events.
 fn event_params(events: &[(Uuid, NewEvent)]) -> Params {
@@ -490,7 +557,9 @@ pub(crate) async fn append_events(
         return Ok(());
     }
     let params = event_params(events);
-    let stmt = client.prepare_cached(APPEND_EVENTS).await?;
+    let stmt = client
+        .prepare_cached(Rows::of(events.len()).pick(APPEND_EVENTS))
+        .await?;
     client.execute(&stmt, &refs(&params)).await?;
     Ok(())
 }
@@ -498,46 +567,50 @@ pub(crate) async fn append_events(
 /// New workflows written as their first step left them, with that step's jobs and events, in
 /// ONE statement: atomic by itself, so it needs no transaction around it. A workflow whose
 /// idempotency key exists already is left out, and so are its jobs and events.
-const INSERT_STARTED: &str = concat!(
-    "WITH w AS ( \
-       INSERT INTO workflows AS w (id, graph_name, graph_version, status, input, vars, \
-         idempotency_key, request_hash, schedule_id, deadline_at, current_node, step_count, \
-         streaks, outcome, incident_reason, incident_message, incident_node, incident_label, \
-         incident_at, current_job_id, ended_at) \
-       SELECT s.id, s.graph_name, s.graph_version, s.status, s.input, s.vars, s.key, s.hash, \
-         s.schedule_id, now() + s.deadline_ms * interval '1 millisecond', s.current_node, \
-         s.step_count, s.streaks, s.outcome, s.reason, s.message, s.inode, s.ilabel, \
-         CASE WHEN s.reason IS NULL THEN NULL ELSE now() END, s.job_id, \
-         CASE WHEN s.status IN ('completed', 'cancelled') THEN now() END \
-       FROM unnest($1::uuid[], $2::text[], $3::int[], $4::jsonb[], $5::text[], $6::text[], \
-         $7::text[], $8::bigint[], $9::uuid[], $10::text[], $11::text[], $12::jsonb[], \
-         $13::int[], $14::jsonb[], $15::text[], $16::text[], $17::text[], $18::text[], \
-         $19::text[], $20::bigint[], $21::bool[]) \
-         AS s(id, graph_name, graph_version, input, key, hash, schedule_id, deadline_ms, \
-              updated, status, current_node, vars, step_count, streaks, outcome, reason, \
-              message, inode, ilabel, job_id, clear_deadline) \
-       ON CONFLICT (idempotency_key) DO NOTHING",
-    returning_versioned!(),
-    "), j AS (",
-    insert_jobs_from!(
-        "unnest($22::bigint[], $23::uuid[], $24::text[], $25::text[], $26::int[], $27::text[], \
-           $28::text[], $29::bigint[], $30::bigint[], $31::bigint[], $32::text[], $33::uuid[])"
-    ),
-    job_columns_of_u!(),
-    " WHERE u.workflow_id IN (SELECT id FROM w) RETURNING *), \
-     e AS (",
-    append_events_from!(
-        "unnest($34::uuid[], $35::text[], $36::text[], $37::text[], $38::bigint[], $39::int[], \
-           $40::text[], $41::text[], $42::jsonb[])"
-    ),
-    event_columns_of_u!(),
-    " WHERE u.workflow_id IN (SELECT id FROM w) ORDER BY n) \
-     SELECT ",
-    super::jobs::job_columns!(),
-    ", ",
-    super::workflows::workflow_columns!(),
-    ", w.version FROM w LEFT JOIN j ON j.workflow_id = w.id"
-);
+macro_rules! insert_started {
+    ($form:ident;) => {
+        concat!(
+            "WITH w AS ( \
+               INSERT INTO workflows AS w (id, graph_name, graph_version, status, input, vars, \
+                 idempotency_key, request_hash, schedule_id, deadline_at, current_node, \
+                 step_count, streaks, outcome, incident_reason, incident_message, \
+                 incident_node, incident_label, incident_at, current_job_id, ended_at) \
+               SELECT s.id, s.graph_name, s.graph_version, s.status, s.input, s.vars, s.key, \
+                 s.hash, s.schedule_id, now() + s.deadline_ms * interval '1 millisecond', \
+                 s.current_node, s.step_count, s.streaks, s.outcome, s.reason, s.message, \
+                 s.inode, s.ilabel, CASE WHEN s.reason IS NULL THEN NULL ELSE now() END, \
+                 s.job_id, CASE WHEN s.status IN ('completed', 'cancelled') THEN now() END \
+               FROM ",
+            rows!($form; "$1::uuid[]", "$2::text[]", "$3::int[]", "$4::jsonb[]", "$5::text[]",
+                "$6::text[]", "$7::text[]", "$8::bigint[]", "$9::uuid[]", "$10::text[]",
+                "$11::text[]", "$12::jsonb[]", "$13::int[]", "$14::jsonb[]", "$15::text[]",
+                "$16::text[]", "$17::text[]", "$18::text[]", "$19::text[]", "$20::bigint[]",
+                "$21::bool[]"),
+            " AS s(id, graph_name, graph_version, input, key, hash, schedule_id, deadline_ms, \
+                 updated, status, current_node, vars, step_count, streaks, outcome, reason, \
+                 message, inode, ilabel, job_id, clear_deadline, n) \
+               ON CONFLICT (idempotency_key) DO NOTHING",
+            returning_versioned!(),
+            "), j AS (",
+            insert_jobs_from!($form; "$22::bigint[]", "$23::uuid[]", "$24::text[]",
+                "$25::text[]", "$26::int[]", "$27::text[]", "$28::text[]", "$29::bigint[]",
+                "$30::bigint[]", "$31::bigint[]", "$32::text[]", "$33::uuid[]"),
+            " WHERE u.workflow_id IN (SELECT id FROM w) RETURNING *), \
+             e AS (",
+            append_events_from!($form; "$34::uuid[]", "$35::text[]", "$36::text[]",
+                "$37::text[]", "$38::bigint[]", "$39::int[]", "$40::text[]", "$41::text[]",
+                "$42::jsonb[]"),
+            " WHERE u.workflow_id IN (SELECT id FROM w) ORDER BY n) \
+             SELECT ",
+            super::jobs::job_columns!(),
+            ", ",
+            super::workflows::workflow_columns!(),
+            ", w.version FROM w LEFT JOIN j ON j.workflow_id = w.id"
+        )
+    };
+}
+
+const INSERT_STARTED: [&str; 2] = in_both_forms!(insert_started!());
 
 /// Writes new workflows in the state their first step left them (`writes` holds that step's
 /// workflow updates, jobs and events) with one statement, and returns each one inserted with
@@ -547,6 +620,15 @@ pub async fn insert_started(
     rows: &[super::workflows::NewWorkflow<'_>],
     writes: Writes,
 ) -> Result<Vec<Written>, StoreError> {
+    let (params, longest) = started_params(rows, &writes)?;
+    written(client, Rows::of(longest).pick(INSERT_STARTED), &params).await
+}
+
+/// The parameters of [`INSERT_STARTED`], and the length of its longest array.
+fn started_params(
+    rows: &[super::workflows::NewWorkflow<'_>],
+    writes: &Writes,
+) -> Result<(Params, usize), StoreError> {
     let mut updates = Vec::with_capacity(rows.len());
     for row in rows {
         let update = writes
@@ -569,8 +651,18 @@ pub async fn insert_started(
     params.extend(workflow_params(&updates));
     params.extend(job_params(&writes.jobs));
     params.extend(event_params(&writes.events));
-    let stmt = client.prepare_cached(INSERT_STARTED).await?;
-    let rows = client.query(&stmt, &refs(&params)).await?;
+    let longest = rows.len().max(writes.jobs.len()).max(writes.events.len());
+    Ok((params, longest))
+}
+
+/// Runs `statement`, whose rows are [`Written`] ones, and reads them.
+async fn written(
+    client: &impl GenericClient,
+    statement: &str,
+    params: &[Box<dyn ToSql + Sync + Send>],
+) -> Result<Vec<Written>, StoreError> {
+    let stmt = client.prepare_cached(statement).await?;
+    let rows = client.query(&stmt, &refs(params)).await?;
     rows.iter().map(Written::from_row).collect()
 }
 
@@ -598,50 +690,52 @@ pub struct Expected {
 /// every job a workflow ever had through `jobs_workflow`, both costs that grow with the
 /// database (docs/performance.md, session 5). Each workflow written is returned with its new
 /// version and its current job (the one created, else the one ended).
-const COMPLETE_WARM: &str = concat!(
-    "WITH checked AS ( \
-       SELECT w.id FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::uuid[]) \
-         AS x(workflow_id, version, job_id, token) \
-       JOIN workflows w ON w.id = x.workflow_id JOIN jobs j ON j.id = x.job_id \
-       WHERE w.xmin::text::bigint = x.version \
-         AND CASE WHEN j.state = 'active' AND j.workflow_id = x.workflow_id \
-                   AND j.lease_token = x.token THEN j.lease_expires_at END > now() \
-       ORDER BY w.id FOR UPDATE OF w, j), \
-     ended AS (",
-    end_jobs_from!("unnest($5::bigint[], $6::text[], $7::text[], $8::jsonb[], $9::text[])"),
-    " AND CASE WHEN j.workflow_id IN (SELECT id FROM checked) THEN true END \
-     RETURNING j AS job), \
-     created AS (",
-    insert_jobs_from!(
-        "unnest($10::bigint[], $11::uuid[], $12::text[], $13::text[], $14::int[], $15::text[], \
-           $16::text[], $17::bigint[], $18::bigint[], $19::bigint[], $20::text[], $21::uuid[])"
-    ),
-    job_columns_of_u!(),
-    " WHERE u.workflow_id IN (SELECT id FROM checked) RETURNING j AS job), \
-     w AS (",
-    update_workflows_from!(
-        "unnest($22::uuid[], $23::text[], $24::text[], $25::jsonb[], $26::int[], $27::jsonb[], \
-           $28::text[], $29::text[], $30::text[], $31::text[], $32::text[], $33::bigint[], \
-           $34::bool[])"
-    ),
-    " AND w.id IN (SELECT id FROM checked)",
-    returning_versioned!(),
-    "), logged AS (",
-    append_events_from!(
-        "unnest($35::uuid[], $36::text[], $37::text[], $38::text[], $39::bigint[], $40::int[], \
-           $41::text[], $42::text[], $43::jsonb[])"
-    ),
-    event_columns_of_u!(),
-    " WHERE u.workflow_id IN (SELECT id FROM checked) ORDER BY n) \
-     SELECT ",
-    super::jobs::job_columns!(),
-    ", ",
-    super::workflows::workflow_columns!(),
-    ", w.version FROM w \
-     LEFT JOIN created c ON (c.job).workflow_id = w.id \
-     LEFT JOIN ended e ON (e.job).workflow_id = w.id, \
-     LATERAL (SELECT (coalesce(c.job, e.job)).*) j"
-);
+macro_rules! complete_warm {
+    ($form:ident;) => {
+        concat!(
+            "WITH checked AS ( \
+               SELECT w.id FROM ",
+            rows!($form; "$1::uuid[]", "$2::bigint[]", "$3::bigint[]", "$4::uuid[]"),
+            " AS x(workflow_id, version, job_id, token, n) \
+               JOIN workflows w ON w.id = x.workflow_id JOIN jobs j ON j.id = x.job_id \
+               WHERE w.xmin::text::bigint = x.version \
+                 AND CASE WHEN j.state = 'active' AND j.workflow_id = x.workflow_id \
+                           AND j.lease_token = x.token THEN j.lease_expires_at END > now() \
+               ORDER BY w.id FOR UPDATE OF w, j), \
+             ended AS (",
+            end_jobs_from!($form; "$5::bigint[]", "$6::text[]", "$7::text[]", "$8::jsonb[]",
+                "$9::text[]"),
+            " AND CASE WHEN j.workflow_id IN (SELECT id FROM checked) THEN true END \
+             RETURNING j AS job), \
+             created AS (",
+            insert_jobs_from!($form; "$10::bigint[]", "$11::uuid[]", "$12::text[]",
+                "$13::text[]", "$14::int[]", "$15::text[]", "$16::text[]", "$17::bigint[]",
+                "$18::bigint[]", "$19::bigint[]", "$20::text[]", "$21::uuid[]"),
+            " WHERE u.workflow_id IN (SELECT id FROM checked) RETURNING j AS job), \
+             w AS (",
+            update_workflows_from!($form; "$22::uuid[]", "$23::text[]", "$24::text[]",
+                "$25::jsonb[]", "$26::int[]", "$27::jsonb[]", "$28::text[]", "$29::text[]",
+                "$30::text[]", "$31::text[]", "$32::text[]", "$33::bigint[]", "$34::bool[]"),
+            " AND w.id IN (SELECT id FROM checked)",
+            returning_versioned!(),
+            "), logged AS (",
+            append_events_from!($form; "$35::uuid[]", "$36::text[]", "$37::text[]",
+                "$38::text[]", "$39::bigint[]", "$40::int[]", "$41::text[]", "$42::text[]",
+                "$43::jsonb[]"),
+            " WHERE u.workflow_id IN (SELECT id FROM checked) ORDER BY n) \
+             SELECT ",
+            super::jobs::job_columns!(),
+            ", ",
+            super::workflows::workflow_columns!(),
+            ", w.version FROM w \
+             LEFT JOIN created c ON (c.job).workflow_id = w.id \
+             LEFT JOIN ended e ON (e.job).workflow_id = w.id, \
+             LATERAL (SELECT (coalesce(c.job, e.job)).*) j"
+        )
+    };
+}
+
+const COMPLETE_WARM: [&str; 2] = in_both_forms!(complete_warm!());
 
 /// Writes completions decided from rows this server wrote, each only if its workflow row is
 /// still the version it expects and its job still under the lease it expects (see
@@ -652,6 +746,12 @@ pub async fn complete_warm(
     expected: &[Expected],
     writes: Writes,
 ) -> Result<Vec<Written>, StoreError> {
+    let (params, longest) = warm_params(expected, &writes);
+    written(client, Rows::of(longest).pick(COMPLETE_WARM), &params).await
+}
+
+/// The parameters of [`COMPLETE_WARM`], and the length of its longest array.
+fn warm_params(expected: &[Expected], writes: &Writes) -> (Params, usize) {
     let mut params: Params = vec![
         Box::new(
             expected
@@ -667,9 +767,8 @@ pub async fn complete_warm(
     params.extend(job_params(&writes.jobs));
     params.extend(workflow_params(&writes.workflows));
     params.extend(event_params(&writes.events));
-    let stmt = client.prepare_cached(COMPLETE_WARM).await?;
-    let rows = client.query(&stmt, &refs(&params)).await?;
-    rows.iter().map(Written::from_row).collect()
+    let longest = expected.len().max(writes.events.len());
+    (params, longest)
 }
 
 #[cfg(all(test, feature = "testing"))]
@@ -711,32 +810,273 @@ mod plans {
         let pool = super::super::pool(&db.url, 1).unwrap();
         let client = pool.get().await.unwrap();
         client.batch_execute(SEED).await.unwrap();
-        client
-            .batch_execute(&format!("PREPARE warm AS {COMPLETE_WARM}"))
-            .await
-            .unwrap();
-        // Pooled sessions plan generically, as the server's do; NULLs stand for the arrays.
-        let nulls = vec!["NULL"; parameters(COMPLETE_WARM)].join(", ");
-        let plan: Vec<String> = client
-            .query(&format!("EXPLAIN EXECUTE warm({nulls})"), &[])
-            .await
-            .unwrap()
+        for (form, statement) in ["few", "many"].into_iter().zip(COMPLETE_WARM) {
+            client
+                .batch_execute(&format!("PREPARE warm_{form} AS {statement}"))
+                .await
+                .unwrap();
+            // Pooled sessions plan generically, as the server's do; NULLs stand for the arrays.
+            let nulls = vec!["NULL"; parameters(statement)].join(", ");
+            let plan: Vec<String> = client
+                .query(&format!("EXPLAIN EXECUTE warm_{form}({nulls})"), &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            let plan = plan.join("\n");
+            assert!(plan.contains("jobs_pkey"), "{form}: {plan}");
+            for path in [
+                "jobs_expiry",
+                "jobs_workflow",
+                "jobs_inbox",
+                "Seq Scan on jobs",
+            ] {
+                assert!(
+                    !plan.contains(path),
+                    "the warm statement ({form}) reads jobs through {path}, a cost that grows \
+                     with the database:\n{plan}"
+                );
+            }
+        }
+    }
+}
+
+/// Both forms of each statement (see [`Rows`]) write the same rows from the same parameters.
+#[cfg(all(test, feature = "testing"))]
+mod forms {
+    use deadpool_postgres::Object;
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::store::events::EventKind;
+    use crate::store::workflows::NewWorkflow;
+    use crate::testing::TestDb;
+
+    /// Every row of the three tables a step writes, as JSON, in order; timestamps (set by
+    /// the clock) become `true`, and event ids (from a sequence) are left out.
+    const SNAPSHOT: &str = "
+        WITH rows AS (
+            SELECT 'workflow' AS t, id::text AS k, to_jsonb(x) AS r FROM workflows x
+            UNION ALL SELECT 'job', lpad(id::text, 20, '0'), to_jsonb(x) FROM jobs x
+            UNION ALL SELECT 'event', lpad(id::text, 20, '0'), to_jsonb(x) - 'id' FROM events x)
+        SELECT coalesce(jsonb_agg(jsonb_build_array(t, (
+                   SELECT jsonb_object_agg(key, CASE WHEN value #>> '{}' ~ '^\\d{4}-\\d\\d-\\d\\dT'
+                                                     THEN 'true'::jsonb ELSE value END)
+                   FROM jsonb_each(r))) ORDER BY t, k), '[]')::text
+        FROM rows";
+
+    /// What each form of `statements` leaves in the tables, each run in a transaction rolled
+    /// back afterwards; with the number of rows each returned.
+    async fn run_both(
+        client: &mut Object,
+        statements: [&str; 2],
+        params: &[Box<dyn ToSql + Sync + Send>],
+    ) -> [(String, usize); 2] {
+        let mut seen = Vec::new();
+        for statement in statements {
+            let tx = client.transaction().await.unwrap();
+            let returned = tx.query(statement, &refs(params)).await.unwrap().len();
+            let snapshot: String = tx.query_one(SNAPSHOT, &[]).await.unwrap().get(0);
+            tx.rollback().await.unwrap();
+            seen.push((snapshot, returned));
+        }
+        [seen.remove(0), seen.remove(0)]
+    }
+
+    fn event(kind: EventKind, node: &str, job_id: i64, data: Option<Value>) -> NewEvent {
+        NewEvent {
+            node: Some(node.to_owned()),
+            job_id: Some(job_id),
+            attempt: Some(1),
+            message: data.is_none().then(|| format!("entered {node}")),
+            data,
+            ..NewEvent::new(kind, "engine")
+        }
+    }
+
+    fn update(
+        id: Uuid,
+        status: WorkflowStatus,
+        node: Option<&str>,
+        job: Option<i64>,
+    ) -> WorkflowUpdate {
+        WorkflowUpdate {
+            id,
+            status,
+            current_node: node.map(str::to_owned),
+            vars: json!({ "step": node, "list": [1, 2, 3] }),
+            step_count: 1,
+            streaks: json!({}),
+            outcome: (status == WorkflowStatus::Completed).then(|| "sent".to_owned()),
+            incident: None,
+            current_job_id: job,
+            clear_deadline: false,
+        }
+    }
+
+    fn job(
+        id: i64,
+        workflow_id: Uuid,
+        node: &str,
+        operation: Option<&str>,
+        lease: Option<Uuid>,
+    ) -> NewJob {
+        NewJob {
+            id,
+            workflow_id,
+            node: node.to_owned(),
+            operation: operation.map(str::to_owned),
+            attempt: 1,
+            idempotency_key: format!("{workflow_id}:{node}:1"),
+            from_node: None,
+            delay_ms: 0,
+            timeout_ms: Some(60_000),
+            heartbeat_ms: None,
+            lease: lease.map(|token| ("worker-a".to_owned(), token)),
+        }
+    }
+
+    /// Starts three workflows (one of them at a human node) in both forms, commits the start,
+    /// then completes all three in both forms, warm and by the locked path's statements: one
+    /// workflow moves on to a new job, one completes, one is left out by the warm check.
+    #[tokio::test]
+    async fn few_and_many_write_the_same_rows() {
+        let db = TestDb::new().await;
+        let pool = super::super::pool(&db.url, 1).unwrap();
+        let mut client = pool.get().await.unwrap();
+        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+        let tokens: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        let input = json!({ "order": 42, "note": "ünïcode" });
+        let keys = ["key-0".to_owned(), "key-1".to_owned(), "key-2".to_owned()];
+        let rows: Vec<NewWorkflow<'_>> = ids
             .iter()
-            .map(|row| row.get(0))
+            .zip(&keys)
+            .enumerate()
+            .map(|(i, (id, key))| NewWorkflow {
+                id: *id,
+                graph_name: "g",
+                graph_version: 1,
+                input: &input,
+                idempotency_key: (i != 1).then_some(key.as_str()),
+                request_hash: Some("hash"),
+                schedule_id: None,
+                start_at: None,
+                deadline_ms: (i == 2).then_some(5_000),
+            })
             .collect();
-        let plan = plan.join("\n");
-        assert!(plan.contains("jobs_pkey"), "{plan}");
-        for path in [
-            "jobs_expiry",
-            "jobs_workflow",
-            "jobs_inbox",
-            "Seq Scan on jobs",
-        ] {
-            assert!(
-                !plan.contains(path),
-                "the warm statement reads jobs through {path}, a cost that grows with the \
-                 database:\n{plan}"
+        let mut start = Writes::default();
+        for (i, id) in ids.iter().enumerate() {
+            let job_id = 1_000 + i as i64;
+            let human = i == 2;
+            let node = if human { "approve" } else { "work" };
+            let operation = (!human).then_some("op");
+            start.insert_job(job(
+                job_id,
+                *id,
+                node,
+                operation,
+                (!human).then_some(tokens[i]),
+            ));
+            start.update_workflow(update(
+                *id,
+                WorkflowStatus::Running,
+                Some(node),
+                Some(job_id),
+            ));
+            start.append(
+                *id,
+                [
+                    event(
+                        EventKind::WorkflowStarted,
+                        node,
+                        job_id,
+                        Some(json!({ "i": i })),
+                    ),
+                    event(EventKind::NodeEntered, node, job_id, None),
+                ],
             );
         }
+        let (params, _) = started_params(&rows, &start).unwrap();
+        let [few, many] = run_both(&mut client, INSERT_STARTED, &params).await;
+        assert_eq!(few.1, 3);
+        assert!(
+            few.0.contains("approve") && few.0.contains("ünïcode"),
+            "{}",
+            few.0
+        );
+        assert_eq!(few, many);
+
+        let started = insert_started(&client, &rows, start).await.unwrap();
+        let snapshot_before: String = client.query_one(SNAPSHOT, &[]).await.unwrap().get(0);
+        assert_eq!(snapshot_before, few.0);
+
+        // Workflow 0 moves on to a new job, 1 completes, 2 expects a lease it does not hold.
+        let mut done = Writes::default();
+        let mut expected = Vec::new();
+        for (i, w) in started.iter().enumerate() {
+            let id = w.workflow.id;
+            let job_id = 1_000 + i as i64;
+            expected.push(Expected {
+                workflow_id: id,
+                version: w.version,
+                job_id,
+                token: if i == 2 { Uuid::new_v4() } else { tokens[i] },
+            });
+            done.end_job(JobEnd {
+                id: job_id,
+                state: JobState::Completed,
+                label: Some("done".to_owned()),
+                output: (i == 0).then(|| json!({ "paid": true })),
+                ended_by: "worker-a".to_owned(),
+            });
+            let next = (i == 0).then_some(2_000);
+            if let Some(next) = next {
+                done.insert_job(job(next, id, "ship", Some("op"), None));
+            }
+            let status = if i == 1 {
+                WorkflowStatus::Completed
+            } else {
+                WorkflowStatus::Running
+            };
+            done.update_workflow(update(id, status, next.map(|_| "ship"), next));
+            done.append(
+                id,
+                [event(
+                    EventKind::JobCompleted,
+                    "work",
+                    job_id,
+                    Some(json!([i])),
+                )],
+            );
+        }
+        let (params, _) = warm_params(&expected, &done);
+        let [few, many] = run_both(&mut client, COMPLETE_WARM, &params).await;
+        assert_eq!(few.1, 2, "the workflow whose lease is wrong is left out");
+        assert_ne!(few.0, snapshot_before);
+        assert_eq!(few, many);
+
+        let locked = [
+            (END_JOBS, end_params(&done.ends)),
+            (INSERT_JOBS, job_params(&done.jobs)),
+            (UPDATE_WORKFLOWS, workflow_params(&done.workflows)),
+            (APPEND_EVENTS, event_params(&done.events)),
+        ];
+        for (statements, params) in locked {
+            let [few, many] = run_both(&mut client, statements, &params).await;
+            assert_ne!(few.0, snapshot_before, "{}", statements[0]);
+            assert_eq!(few, many, "{}", statements[0]);
+        }
+    }
+
+    #[test]
+    fn a_batch_above_the_few_limit_is_read_the_many_way() {
+        assert_eq!(Rows::of(1), Rows::Few);
+        assert_eq!(Rows::of(Rows::FEW_MAX), Rows::Few);
+        assert_eq!(Rows::of(Rows::FEW_MAX + 1), Rows::Many);
+        assert!(INSERT_JOBS[0].contains("[r.i]") && !INSERT_JOBS[1].contains("[r.i]"));
+        assert_eq!(Rows::Few.pick(INSERT_JOBS), INSERT_JOBS[0]);
+        assert_eq!(Rows::Many.pick(INSERT_JOBS), INSERT_JOBS[1]);
     }
 }
