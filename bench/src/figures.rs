@@ -101,6 +101,12 @@ impl Figure {
         &self.key
     }
 
+    /// This figure, its label prefixed with `what` it is about (`what: label`).
+    pub fn labelled_under(mut self, what: &str) -> Figure {
+        self.label = format!("{what}: {}", self.label);
+        self
+    }
+
     /// The figure with `target`, checked against its unrounded value. A figure without a
     /// value misses it.
     pub fn against(self, target: Target) -> Figure {
@@ -384,5 +390,22 @@ mod tests {
             .unwrap();
         assert!(xacts.trim_end().ends_with("- /s"), "{xacts}");
         assert!(lines.contains(&"(f) one job"));
+    }
+
+    #[test]
+    fn a_figure_labelled_under_a_heading_keeps_its_key() {
+        let section = Section {
+            title: "(h) history".to_owned(),
+            figures: vec![
+                number("empty_steps_per_s", "steps per second", Some(5.0), "/s")
+                    .labelled_under("empty database"),
+            ],
+        };
+        assert_eq!(section.figures[0].key(), "empty_steps_per_s");
+        let table = table(&[section]);
+        assert!(
+            table.contains("empty database: steps per second"),
+            "{table}"
+        );
     }
 }

@@ -219,7 +219,13 @@ async fn run(sizes: Sizes) -> anyhow::Result<Report> {
         "(h) chains on a big history: seeding {} completed jobs...",
         sizes.history_jobs
     );
-    let history = history::run_history(&proc, &url, &db.url, &chain, sizes.history_jobs).await?;
+    let target = history::Target {
+        server: &proc,
+        grpc_url: &url,
+        db_url: &db.url,
+        db_pool_size: sizes.db_pool_size,
+    };
+    let history = history::run_history(target, &chain, sizes.history_jobs).await?;
 
     eprintln!("(d) pgbench: {} s...", sizes.pgbench_seconds);
     let ceiling = measured(

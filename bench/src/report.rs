@@ -376,7 +376,7 @@ impl Report {
     fn history(&self) -> Section {
         let h = &self.history;
         let steps_per_s = self.chain_steps_per_s(&h.chains.value);
-        let empty_steps_per_s = self.chain_steps_per_s(&self.chains.value);
+        let empty_steps_per_s = self.chain_steps_per_s(&h.empty.value);
         let mut figures = vec![
             figure("history_seeded_jobs", "completed jobs seeded", h.jobs, ""),
             figure(
@@ -399,10 +399,17 @@ impl Report {
             ),
         ];
         figures.extend(self.chain_figures("history_chain", &h.chains.value));
+        let mut figures = with_usage(figures, "history_chain", &h.chains.usage);
+        let empty = self.chain_figures("history_empty_chain", &h.empty.value);
+        figures.extend(
+            with_usage(empty, "history_empty_chain", &h.empty.usage)
+                .into_iter()
+                .map(|f| f.labelled_under("empty database")),
+        );
         figures.push(
             number(
                 "history_chain_ratio_to_empty",
-                "steps/s here / steps/s of (b)",
+                "steps/s on the history / steps/s on the empty database alongside",
                 ratio(steps_per_s, empty_steps_per_s),
                 "",
             )
@@ -410,10 +417,13 @@ impl Report {
         );
         Section {
             title: format!(
-                "(h) chains on a big history: (b) again after seeding {} completed jobs",
-                h.jobs
+                "(h) chains on a big history: (b) again after seeding {} completed jobs, \
+                 {} runs alternating with {} on an empty database (history_empty_*)",
+                h.jobs,
+                crate::history::HISTORY_RUNS,
+                crate::history::HISTORY_RUNS
             ),
-            figures: with_usage(figures, "history_chain", &h.chains.usage),
+            figures,
         }
     }
 

@@ -179,11 +179,17 @@ pub async fn run_batch_median(
                 .transpose()?,
         );
     }
+    Ok(median(done))
+}
+
+/// The run of median wall time among `done` (in the order they ran, at least one), carrying
+/// the wall times of all of them.
+pub fn median(mut done: Vec<Measured<BatchResult>>) -> Measured<BatchResult> {
     let walls: Vec<Duration> = done.iter().map(|m| m.value.wall).collect();
     done.sort_by_key(|m| m.value.wall);
     let mut median = done.swap_remove(done.len() / 2);
     median.value.runs = walls;
-    Ok(median)
+    median
 }
 
 /// One client task of a batch.
