@@ -220,17 +220,15 @@ pub async fn seed_history(
     Ok(workflows)
 }
 
-/// Brings the planner's statistics and the visibility map up to date after seeding, as
-/// autovacuum would after a while, then checkpoints: the seeding wrote about a gigabyte of
-/// WAL, and the checkpoint it sets off would otherwise run, and flush, during the
+/// Brings the planner's statistics and the visibility map up to date after a bulk of writes,
+/// as autovacuum would after a while, then checkpoints: seeding the history writes about a
+/// gigabyte of WAL, and the checkpoint it sets off would otherwise run, and flush, during the
 /// measurement. Returns how long it took. A role that may not checkpoint gets a warning.
 pub async fn vacuum(client: &Client) -> anyhow::Result<Duration> {
     let started = Instant::now();
     client.batch_execute(VACUUM).await?;
     if let Err(error) = client.batch_execute("CHECKPOINT").await {
-        eprintln!(
-            "warning: CHECKPOINT after seeding the history failed ({error}); (h) may measure it"
-        );
+        eprintln!("warning: CHECKPOINT failed ({error}); the next phase may measure one");
     }
     Ok(started.elapsed())
 }
