@@ -14,12 +14,13 @@ use rondo_server::testing::TestDb;
 use crate::db::{self, Shape};
 use crate::procstat::{Measured, Proc, measured};
 use crate::server::ServerProcess;
+use crate::stats::percentile;
 use crate::workloads::{self, Batch, BatchResult, LABEL, OPERATION};
 
 /// Measured runs on each database. The runs alternate, and which database goes first
 /// alternates too, so that a machine slowing down or speeding up through the phase weighs on
 /// both alike.
-pub const HISTORY_RUNS: usize = 5;
+pub const HISTORY_RUNS: usize = 7;
 
 /// What (h) measured.
 #[derive(Debug, Clone)]
@@ -36,6 +37,33 @@ pub struct HistoryResult {
     pub chains: Measured<BatchResult>,
     /// The chain workload on an empty database, run alongside (the median run).
     pub empty: Measured<BatchResult>,
+    /// Steps per second on the history over the same on the empty database, for each pair
+    /// of runs made one after the other, in order.
+    pub pair_ratios: Vec<f64>,
+}
+
+impl HistoryResult {
+    /// The median of [`HistoryResult::pair_ratios`]: each pair ran within the same few
+    /// seconds, so the machine's speed of the moment cancels out of its ratio.
+    pub fn ratio_to_empty(&self) -> Option<f64> {
+        median(&self.pair_ratios)
+    }
+}
+
+/// Steps per second of each history run over its partner's on the empty database: the same
+/// steps on both sides, so the inverse ratio of their wall times.
+fn pair_ratios(history: &[Duration], empty: &[Duration]) -> Vec<f64> {
+    history
+        .iter()
+        .zip(empty)
+        .map(|(history, empty)| empty.as_secs_f64() / history.as_secs_f64())
+        .collect()
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    percentile(&sorted, 50.0)
 }
 
 /// Where the history lives: the benchmark's server and its database.
@@ -95,6 +123,10 @@ pub async fn run_history(
     }
     empty_server.stop().await?;
     let [history_runs, empty_runs] = runs;
+    let walls = |runs: &[Measured<BatchResult>]| -> Vec<Duration> {
+        runs.iter().map(|run| run.value.wall).collect()
+    };
+    let pair_ratios = pair_ratios(&walls(&history_runs), &walls(&empty_runs));
     Ok(HistoryResult {
         jobs: u64::from(workflows) * u64::from(chain.steps),
         workflows,
@@ -102,5 +134,26 @@ pub async fn run_history(
         vacuum_wall,
         chains: workloads::median(history_runs),
         empty: workloads::median(empty_runs),
+        pair_ratios,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Wall times of runs made in pairs while the machine slowed down threefold: the
+    /// history's runs as fast as their partners on the empty database but for one pair.
+    #[test]
+    fn the_ratio_is_the_median_of_the_pairs() {
+        let ms = |walls: &[u64]| -> Vec<Duration> {
+            walls.iter().map(|w| Duration::from_millis(*w)).collect()
+        };
+        let history = ms(&[1000, 1500, 2000, 2400, 6000]);
+        let empty = ms(&[1000, 1500, 2000, 3000, 3000]);
+        let pairs = pair_ratios(&history, &empty);
+        assert_eq!(pairs, vec![1.0, 1.0, 1.0, 1.25, 0.5]);
+        assert_eq!(median(&pairs), Some(1.0));
+        assert_eq!(median(&[]), None);
+    }
 }

@@ -231,12 +231,13 @@ pub async fn next_job_ids(client: &impl GenericClient, n: i32) -> Result<Vec<i64
 /// comes in both forms, `[Few, Many]`.
 ///
 /// `unnest(a, b, c)` runs one set-returning function per array, and PostgreSQL materialises
-/// each one's result on its own: about 6 us per array whatever the batch, where a whole
-/// statement of an idle server's step takes a few hundred. The statements of a step take
-/// forty-odd arrays. `Few` unnests only the first array, with its ordinal, and takes the
-/// others by subscript: one function. But a subscript into an array of variable-width elements
-/// (text, jsonb) walks it from the start, so that form costs the square of the batch, and
-/// `Many` keeps the plain `unnest` for big batches (docs/performance.md, session 7).
+/// each one's result on its own, a cost paid per array whatever the batch; the statements of
+/// a step take forty-odd arrays. `Few` unnests only the first array, with its ordinal, and
+/// takes the others by subscript: one function, which made an idle server's start and warm
+/// completion 2-13% faster to execute. But a subscript into an array of variable-width
+/// elements (text, jsonb) walks it from the start, so that form costs the square of the
+/// batch, and `Many` keeps the plain `unnest` for big batches (docs/performance.md,
+/// session 7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rows {
     /// First array unnested, the others subscripted.
