@@ -447,6 +447,19 @@ macro_rules! update_workflows_from {
     };
 }
 
+/// The columns of a [`Written`] row, as [`Written::from_row`] reads them, from `j` (the
+/// current job) and `w` (the workflow with its version, [`returning_versioned`]).
+macro_rules! written_columns {
+    () => {
+        concat!(
+            super::jobs::job_columns!(),
+            ", ",
+            super::workflows::workflow_columns!(),
+            ", w.version"
+        )
+    };
+}
+
 /// The written rows carry their version, for [`Written`].
 macro_rules! returning_versioned {
     () => {
@@ -465,10 +478,8 @@ macro_rules! update_workflows {
                 "$9::text[]", "$10::text[]", "$11::text[]", "$12::bigint[]", "$13::bool[]"),
             returning_versioned!(),
             ") SELECT ",
-            super::jobs::job_columns!(),
-            ", ",
-            super::workflows::workflow_columns!(),
-            ", w.version FROM w LEFT JOIN jobs j ON j.id = w.current_job_id"
+            written_columns!(),
+            " FROM w LEFT JOIN jobs j ON j.id = w.current_job_id"
         )
     };
 }
@@ -603,10 +614,8 @@ macro_rules! insert_started {
                 "$42::jsonb[]"),
             " WHERE u.workflow_id IN (SELECT id FROM w) ORDER BY n) \
              SELECT ",
-            super::jobs::job_columns!(),
-            ", ",
-            super::workflows::workflow_columns!(),
-            ", w.version FROM w LEFT JOIN j ON j.workflow_id = w.id"
+            written_columns!(),
+            " FROM w LEFT JOIN j ON j.workflow_id = w.id"
         )
     };
 }
@@ -725,10 +734,8 @@ macro_rules! complete_warm {
                 "$43::jsonb[]"),
             " WHERE u.workflow_id IN (SELECT id FROM checked) ORDER BY n) \
              SELECT ",
-            super::jobs::job_columns!(),
-            ", ",
-            super::workflows::workflow_columns!(),
-            ", w.version FROM w \
+            written_columns!(),
+            " FROM w \
              LEFT JOIN created c ON (c.job).workflow_id = w.id \
              LEFT JOIN ended e ON (e.job).workflow_id = w.id, \
              LATERAL (SELECT (coalesce(c.job, e.job)).*) j"
