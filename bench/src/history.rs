@@ -14,7 +14,7 @@ use rondo_server::testing::TestDb;
 use crate::db::{self, Shape};
 use crate::procstat::{Measured, Proc, measured};
 use crate::server::ServerProcess;
-use crate::stats::percentile;
+use crate::stats::median;
 use crate::workloads::{self, Batch, BatchResult, LABEL, OPERATION};
 
 /// Measured runs on each database. The runs alternate, and which database goes first
@@ -58,12 +58,6 @@ fn pair_ratios(history: &[Duration], empty: &[Duration]) -> Vec<f64> {
         .zip(empty)
         .map(|(history, empty)| empty.as_secs_f64() / history.as_secs_f64())
         .collect()
-}
-
-fn median(values: &[f64]) -> Option<f64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    percentile(&sorted, 50.0)
 }
 
 /// Where the history lives: the benchmark's server and its database.
