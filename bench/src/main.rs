@@ -170,16 +170,19 @@ async fn run(sizes: Sizes) -> anyhow::Result<Report> {
     let url = server.grpc_url().to_owned();
     workloads::put_graphs(&url, sizes.chain_steps).await?;
 
-    eprintln!("(a) throughput: {} workflows...", sizes.workflows);
+    eprintln!(
+        "(a) throughput: {} workflows, {} runs...",
+        sizes.workflows,
+        workloads::BATCH_RUNS
+    );
     let one_step = Batch {
         graph: ONE_STEP_GRAPH,
         count: sizes.workflows,
         steps: 1,
         concurrency: sizes.concurrency,
     };
-    let throughput = measured(&proc, workloads::run_batch(&url, &one_step))
-        .await
-        .transpose()?;
+    let throughput =
+        workloads::run_batch_median(&proc, &url, &one_step, workloads::BATCH_RUNS).await?;
     // A server in service has statistics that fit its tables. On a brand-new database the
     // server analyzes each hot table at its first thousand changes, and then every cached
     // plan is made again: in (c), that would land in the measured rounds.
@@ -192,7 +195,7 @@ async fn run(sizes: Sizes) -> anyhow::Result<Report> {
         "(b) chains: {} workflows of {} steps, {} runs...",
         sizes.chains,
         sizes.chain_steps,
-        workloads::CHAIN_RUNS
+        workloads::BATCH_RUNS
     );
     let chain = Batch {
         graph: CHAIN_GRAPH,
@@ -200,7 +203,7 @@ async fn run(sizes: Sizes) -> anyhow::Result<Report> {
         steps: sizes.chain_steps,
         concurrency: sizes.concurrency,
     };
-    let chains = workloads::run_batch_median(&proc, &url, &chain, workloads::CHAIN_RUNS).await?;
+    let chains = workloads::run_batch_median(&proc, &url, &chain, workloads::BATCH_RUNS).await?;
 
     let probe = Probe {
         server: &proc,

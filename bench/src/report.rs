@@ -178,6 +178,12 @@ impl Report {
             ),
             figures: with_usage(
                 vec![
+                    figure(
+                        "throughput_runs_workflows_per_s",
+                        "workflows per second of each run (the median one is reported)",
+                        runs_per_second(u64::from(s.workflows), &self.throughput.value),
+                        "/s",
+                    ),
                     number(
                         "throughput_wall_s",
                         "first start to last completion",
@@ -507,17 +513,11 @@ impl Report {
     /// keyed `{prefix}_*`.
     fn chain_figures(&self, prefix: &str, batch: &BatchResult) -> Vec<Figure> {
         let steps = u64::from(self.sizes.chains) * u64::from(self.sizes.chain_steps);
-        let runs: Vec<f64> = batch
-            .runs
-            .iter()
-            .filter_map(|wall| per_second(steps, *wall))
-            .map(|rate| (rate * 10.0).round() / 10.0)
-            .collect();
         vec![
             figure(
                 &format!("{prefix}_runs_steps_per_s"),
                 "steps per second of each run (the median one is reported)",
-                runs,
+                runs_per_second(steps, batch),
                 "/s",
             ),
             number(
@@ -555,6 +555,17 @@ impl Report {
     fn workflows_per_s(&self) -> Option<f64> {
         per_second(u64::from(self.sizes.workflows), self.throughput.value.wall)
     }
+}
+
+/// The rate of `count` things in each run of `batch`, in the order the runs were made, to one
+/// decimal.
+fn runs_per_second(count: u64, batch: &BatchResult) -> Vec<f64> {
+    batch
+        .runs
+        .iter()
+        .filter_map(|wall| per_second(count, *wall))
+        .map(|rate| (rate * 10.0).round() / 10.0)
+        .collect()
 }
 
 /// Why the ratios to the PostgreSQL ceiling have no value when pgbench was skipped, as the
@@ -716,6 +727,16 @@ fn ratio(numerator: Option<f64>, denominator: Option<f64>) -> Option<f64> {
 mod tests {
     use super::*;
     use crate::pgbench::PgbenchResult;
+
+    #[test]
+    fn each_run_is_listed_as_a_rate_in_the_order_it_ran() {
+        let batch = BatchResult {
+            wall: Duration::from_secs(2),
+            runs: [4000, 2000, 3000].map(Duration::from_millis).to_vec(),
+            handler_calls: 10_000,
+        };
+        assert_eq!(runs_per_second(10_000, &batch), [2500.0, 5000.0, 3333.3]);
+    }
 
     #[test]
     fn a_ratio_needs_both_sides_and_a_positive_denominator() {
