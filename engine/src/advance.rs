@@ -59,16 +59,20 @@ pub enum IncidentReason {
     StepLimit,
     /// The deadline passed and the graph has no `on_deadline` node.
     Deadline,
+    /// The server could not apply the workflow's next step (a stored graph that no longer
+    /// loads, say); the incident's message says why.
+    EngineError,
 }
 
 impl IncidentReason {
     /// Stable machine-readable name, as stored and shown.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             IncidentReason::NoRoute => "no_route",
             IncidentReason::RetriesExhausted => "retries_exhausted",
             IncidentReason::StepLimit => "step_limit",
             IncidentReason::Deadline => "deadline",
+            IncidentReason::EngineError => "engine_error",
         }
     }
 
@@ -79,6 +83,7 @@ impl IncidentReason {
             IncidentReason::RetriesExhausted,
             IncidentReason::StepLimit,
             IncidentReason::Deadline,
+            IncidentReason::EngineError,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
@@ -865,6 +870,7 @@ nodes:
             IncidentReason::RetriesExhausted,
             IncidentReason::StepLimit,
             IncidentReason::Deadline,
+            IncidentReason::EngineError,
         ] {
             assert_eq!(IncidentReason::parse(reason.as_str()), Some(reason));
         }

@@ -2085,6 +2085,9 @@ pub enum IncidentReason {
     StepLimit = 3,
     /// The deadline passed and the graph has no `on_deadline` node.
     Deadline = 4,
+    /// The server could not apply the workflow's next step (a stored graph that no longer loads,
+    /// say); the message says why. Fix the cause, then retry, move or cancel the workflow.
+    EngineError = 5,
 }
 impl IncidentReason {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -2098,6 +2101,7 @@ impl IncidentReason {
             Self::RetriesExhausted => "INCIDENT_REASON_RETRIES_EXHAUSTED",
             Self::StepLimit => "INCIDENT_REASON_STEP_LIMIT",
             Self::Deadline => "INCIDENT_REASON_DEADLINE",
+            Self::EngineError => "INCIDENT_REASON_ENGINE_ERROR",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -2108,6 +2112,7 @@ impl IncidentReason {
             "INCIDENT_REASON_RETRIES_EXHAUSTED" => Some(Self::RetriesExhausted),
             "INCIDENT_REASON_STEP_LIMIT" => Some(Self::StepLimit),
             "INCIDENT_REASON_DEADLINE" => Some(Self::Deadline),
+            "INCIDENT_REASON_ENGINE_ERROR" => Some(Self::EngineError),
             _ => None,
         }
     }

@@ -29,6 +29,7 @@ pub struct Metrics {
     poller_wakeups: Counter,
     completion_batch: Histogram,
     completions: Family<Labels, Counter>,
+    sweep_failures: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -54,6 +55,12 @@ impl Default for Metrics {
         let poller_wakeups = Counter::default();
         let completion_batch = Histogram::new(exponential_buckets(1.0, 2.0, 8));
         let completions = Family::<Labels, Counter>::default();
+        let sweep_failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "sweep_failures",
+            "Sweep items that failed and were isolated (their workflow made STUCK), by kind",
+            sweep_failures.clone(),
+        );
         registry.register(
             "jobs_created",
             "Jobs created, by operation",
@@ -137,6 +144,7 @@ impl Default for Metrics {
             poller_wakeups,
             completion_batch,
             completions,
+            sweep_failures,
         }
     }
 }
@@ -212,6 +220,13 @@ impl Metrics {
         self.completions
             .get_or_create(&vec![("path", path.to_owned())])
             .inc_by(written as u64);
+    }
+
+    /// A sweep item of `kind` failed and was isolated.
+    pub fn sweep_failed(&self, kind: &'static str) {
+        self.sweep_failures
+            .get_or_create(&vec![("kind", kind.to_owned())])
+            .inc();
     }
 
     /// Encodes everything in the Prometheus text format, with fresh database gauges.

@@ -440,6 +440,7 @@ fn incident_from_wire(method: &str, incident: v1::Incident) -> Result<Incident> 
         Ok(v1::IncidentReason::RetriesExhausted) => IncidentReason::RetriesExhausted,
         Ok(v1::IncidentReason::StepLimit) => IncidentReason::StepLimit,
         Ok(v1::IncidentReason::Deadline) => IncidentReason::Deadline,
+        Ok(v1::IncidentReason::EngineError) => IncidentReason::EngineError,
         Ok(v1::IncidentReason::Unspecified) | Err(_) => {
             return Err(Error::Payload(format!(
                 "{method}: incident at node `{}` has unknown reason {}",

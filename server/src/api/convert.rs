@@ -3,8 +3,7 @@
 use chrono::{DateTime, Utc};
 use rondo_gen::v1;
 
-use crate::service::jobs::LeasedJob;
-use crate::service::workflows::WorkflowView;
+use crate::service::types::{LeasedJob, WorkflowView};
 use crate::store::events::{EventKind, EventRecord};
 use crate::store::jobs::{JobRecord, JobState};
 use crate::store::workflows::{WorkflowRecord, WorkflowStatus};
@@ -75,6 +74,7 @@ fn incident_reason(s: &str) -> v1::IncidentReason {
         }
         Some(rondo_engine::IncidentReason::StepLimit) => v1::IncidentReason::StepLimit,
         Some(rondo_engine::IncidentReason::Deadline) => v1::IncidentReason::Deadline,
+        Some(rondo_engine::IncidentReason::EngineError) => v1::IncidentReason::EngineError,
         None => v1::IncidentReason::Unspecified,
     }
 }

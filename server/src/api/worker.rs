@@ -6,7 +6,8 @@ use tonic::{Request, Response};
 use super::convert::{leased_job, status, timestamp};
 use super::{ApiResult, bounded_wait};
 use crate::service::Service;
-use crate::service::jobs::{Completed, Completion, PollRequest};
+use crate::service::jobs::PollRequest;
+use crate::service::types::{Completed, Completion};
 
 /// WorkerService over the use cases.
 #[derive(Clone)]

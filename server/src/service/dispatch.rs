@@ -18,9 +18,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::jobs::LeasedJob;
-use super::workflows::WorkflowView;
-use crate::store::listen::Notice;
+use super::types::{LeasedJob, WorkflowView};
+use crate::store::listen::{self, Notice};
 use crate::store::{Pool, jobs};
 
 /// One waiting caller.
@@ -140,6 +139,11 @@ pub struct Dispatcher {
     /// every way out of RUNNING sends one (here, or from another server). An
     /// `AwaitWorkflow` for one of them waits without reading it first.
     running: Mutex<HashSet<Uuid>>,
+    /// Since when this server's listener has been connected; None while it is not. The
+    /// caches that notices invalidate (latest graphs, empty operations, running workflows)
+    /// are trusted only once it has been up for longer than another server's notifier may
+    /// go on believing that no one listens ([`listen::PEERS_FRESH`]).
+    listening: Mutex<Option<Instant>>,
 }
 
 /// Most workflows remembered as running; past it the set starts again empty (forgetting is
@@ -280,7 +284,17 @@ impl Dispatcher {
             orphans_rx: Mutex::new(Some(orphans_rx)),
             latest_graphs: Mutex::default(),
             running: Mutex::default(),
+            listening: Mutex::default(),
         }
+    }
+
+    /// True when every notice another server sends reaches this one: the listener is
+    /// connected, and has been for longer than the other notifiers' look for listeners.
+    fn hears_everything(&self) -> bool {
+        self.listening
+            .lock()
+            .expect("dispatcher lock")
+            .is_some_and(|since| since.elapsed() > listen::PEERS_FRESH)
     }
 
     /// Records whether this server just wrote workflow `id` as RUNNING.
@@ -299,15 +313,18 @@ impl Dispatcher {
     /// True when this server last wrote workflow `id` as RUNNING and no notice has said it
     /// changed since.
     pub fn known_running(&self, id: Uuid) -> bool {
-        self.running.lock().expect("dispatcher lock").contains(&id)
+        self.hears_everything() && self.running.lock().expect("dispatcher lock").contains(&id)
     }
 
     /// The latest version of graph `name`, when known and fresh; otherwise the epoch to hand
     /// to [`Dispatcher::remember_latest_graph`] with the version read.
     pub fn latest_graph(&self, name: &str) -> Result<i32, u64> {
+        let hears_everything = self.hears_everything();
         let latest = self.latest_graphs.lock().expect("dispatcher lock");
         match latest.versions.get(name) {
-            Some(&(version, at)) if at.elapsed() < LATEST_GRAPH_FRESH => Ok(version),
+            Some(&(version, at)) if hears_everything && at.elapsed() < LATEST_GRAPH_FRESH => {
+                Ok(version)
+            }
             _ => Err(latest.epoch),
         }
     }
@@ -414,6 +431,9 @@ impl Dispatcher {
     /// True when the last claims found every one of `operations` empty and nothing said
     /// otherwise since: a new poll need not look.
     pub fn known_empty(&self, operations: &[String]) -> bool {
+        if !self.hears_everything() {
+            return false;
+        }
         let empty = self.empty.lock().expect("dispatcher lock");
         operations.iter().all(|o| empty.operations.contains(o))
     }
@@ -552,10 +572,14 @@ impl Dispatcher {
             }
             Notice::GraphStored(name) => self.forget_latest_graph(Some(&name)),
             Notice::Connected => {
+                *self.listening.lock().expect("dispatcher lock") = Some(Instant::now());
                 // Notifications may have been lost meanwhile.
                 self.forget_latest_graph(None);
                 self.running.lock().expect("dispatcher lock").clear();
                 self.wake_everyone();
+            }
+            Notice::Disconnected => {
+                *self.listening.lock().expect("dispatcher lock") = None;
             }
         }
     }
@@ -818,9 +842,63 @@ mod tests {
         );
     }
 
+    /// A dispatcher whose listener has been connected for longer than a look interval, so
+    /// it trusts its caches (time is paused).
+    async fn listening() -> Arc<Dispatcher> {
+        tokio::time::pause();
+        let d = Arc::new(Dispatcher::default());
+        d.deliver(Notice::Connected);
+        tokio::time::advance(listen::PEERS_FRESH + Duration::from_millis(1)).await;
+        d
+    }
+
+    #[tokio::test]
+    async fn caches_fed_by_notices_are_not_trusted_until_the_listener_has_been_up_a_look_interval()
+    {
+        tokio::time::pause();
+        let d = Arc::new(Dispatcher::default());
+        let (a, id) = (ops(&["a"]), Uuid::now_v7());
+        let fill = |d: &Dispatcher| {
+            d.wrote_workflow(id, true);
+            let epoch = d.empty.lock().unwrap().epoch;
+            d.mark_empty(&a, epoch);
+            let epoch = d.latest_graph("g").unwrap_err();
+            d.remember_latest_graph("g", 3, epoch);
+        };
+        let trusted = |d: &Dispatcher| {
+            [
+                d.known_running(id),
+                d.known_empty(&a),
+                d.latest_graph("g").is_ok(),
+            ]
+        };
+        fill(&d);
+        assert_eq!(trusted(&d), [false; 3], "no listener yet");
+        d.deliver(Notice::Connected);
+        fill(&d);
+        tokio::time::advance(listen::PEERS_FRESH / 2).await;
+        assert_eq!(
+            trusted(&d),
+            [false; 3],
+            "another server's notifier may still believe no one listens"
+        );
+        tokio::time::advance(listen::PEERS_FRESH).await;
+        assert_eq!(
+            trusted(&d),
+            [true; 3],
+            "every notice reaches this server now"
+        );
+        d.deliver(Notice::Disconnected);
+        assert_eq!(
+            trusted(&d),
+            [false; 3],
+            "notices are lost while disconnected"
+        );
+    }
+
     #[tokio::test]
     async fn emptiness_holds_until_a_notification_and_ignores_stale_claims() {
-        let d = Arc::new(Dispatcher::default());
+        let d = listening().await;
         let a = ops(&["a"]);
         assert!(!d.known_empty(&a), "nothing is known at first");
         let waiter = d.register(&a);
@@ -843,12 +921,13 @@ mod tests {
         d.mark_empty(&a, fresh.epoch());
         assert!(d.known_empty(&a));
         d.deliver(Notice::Connected);
+        tokio::time::advance(listen::PEERS_FRESH * 2).await;
         assert!(!d.known_empty(&a), "a reconnect forgets everything");
     }
 
     #[tokio::test]
     async fn a_workflow_is_known_running_until_a_notice_says_otherwise() {
-        let d = Arc::new(Dispatcher::default());
+        let d = listening().await;
         let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         for id in [a, b, c] {
             d.wrote_workflow(id, true);
@@ -860,6 +939,7 @@ mod tests {
         assert!(!d.known_running(b), "changed, here or on another server");
         assert!(d.known_running(c));
         d.deliver(Notice::Connected);
+        tokio::time::advance(listen::PEERS_FRESH * 2).await;
         assert!(
             !d.known_running(c),
             "notices may have been lost while reconnecting"

@@ -43,7 +43,7 @@ impl Service {
         tx.commit().await?;
         if created {
             let stored = Notice::GraphStored(def.name.clone());
-            self.announce(vec![stored], Vec::new(), &[])?;
+            self.announce(vec![stored], Vec::new(), &[]);
         }
         let def = decode(&record)?;
         Ok(PutResult {

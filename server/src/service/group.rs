@@ -3,14 +3,22 @@
 //! to [`MAX_BATCH`], and apply it as one batch. On an idle server a batch holds one request
 //! and starts at once; under load batches grow by themselves while the runners are busy, so
 //! PostgreSQL's per-statement and per-commit costs are shared by many requests.
+//!
+//! Two rules keep a batch's callers safe. A batch that failed as a whole is retried one
+//! request at a time only when none of it had committed ([`BatchError::committed`]): a start
+//! without an idempotency key must not be written twice. And a batch whose applier panics
+//! answers its own callers INTERNAL; the runner, and every later batch, go on.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::Hash;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
+use futures::FutureExt;
 use tokio::sync::oneshot;
 
 use super::ServiceError;
+use crate::store::StoreError;
 
 /// Most requests applied in one transaction.
 pub(crate) const MAX_BATCH: usize = 128;
@@ -42,13 +50,59 @@ pub(crate) trait Keyed {
 /// next batch.
 pub(crate) type Answers<A> = Vec<Option<Result<A, ServiceError>>>;
 
+/// Why a whole batch failed, and whether part of it had committed by then.
+#[derive(Debug)]
+pub(crate) struct BatchError {
+    /// What failed.
+    pub error: ServiceError,
+    /// True once any write of the batch has committed: it is then never applied again.
+    pub committed: bool,
+}
+
+impl BatchError {
+    /// A failure after some of the batch's writes committed.
+    pub fn after_commit(error: impl Into<ServiceError>) -> Self {
+        BatchError {
+            error: error.into(),
+            committed: true,
+        }
+    }
+}
+
+impl From<ServiceError> for BatchError {
+    fn from(error: ServiceError) -> Self {
+        BatchError {
+            error,
+            committed: false,
+        }
+    }
+}
+
+impl From<StoreError> for BatchError {
+    fn from(e: StoreError) -> Self {
+        ServiceError::from(e).into()
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for BatchError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        ServiceError::from(e).into()
+    }
+}
+
+impl From<tokio_postgres::Error> for BatchError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        ServiceError::from(e).into()
+    }
+}
+
 /// What applies a batch of `R` in one transaction.
 pub(crate) trait Applies<R, A> {
-    /// Applies the requests, answering each in order.
+    /// Applies the requests, answering each in order. An error after a commit must say so.
     fn apply_batch<'a>(
         &'a self,
         requests: &'a [&'a R],
-    ) -> impl Future<Output = Result<Answers<A>, ServiceError>> + Send + 'a;
+    ) -> impl Future<Output = Result<Answers<A>, BatchError>> + Send + 'a;
 }
 
 /// Requests waiting for a batch, and how many runners are taking them.
@@ -115,30 +169,33 @@ impl<R: Keyed, A> Group<R, A> {
     }
 
     /// Applies `batch` with `apply` and answers its callers. When the batch fails as a whole
-    /// (a database error) each request is applied alone, so one bad request fails alone;
-    /// requests answered None go back to the queue.
+    /// before anything committed (a database error), each request is applied alone, so one
+    /// bad request fails alone; requests answered None go back to the queue.
     pub async fn apply(&self, what: &str, batch: Vec<Queued<R, A>>, applier: &impl Applies<R, A>) {
         let requests: Vec<&R> = batch.iter().map(|q| &q.request).collect();
-        let answers = match applier.apply_batch(&requests).await {
+        let answers = match guarded(what, applier, &requests).await {
             Ok(answers) => answers,
-            Err(error) if batch.len() > 1 => {
+            Err(BatchError {
+                error,
+                committed: false,
+            }) if batch.len() > 1 => {
                 tracing::warn!(%error, size = batch.len(), "{what} batch failed; applying one by one");
                 let mut answers = Vec::with_capacity(batch.len());
                 for request in &requests {
-                    answers.push(match applier.apply_batch(&[*request]).await {
+                    answers.push(match guarded(what, applier, &[*request]).await {
                         Ok(mut alone) => alone.pop().unwrap_or_else(|| {
                             Some(Err(ServiceError::Internal(format!(
                                 "{what} was not applied"
                             ))))
                         }),
-                        Err(error) => Some(Err(error)),
+                        Err(failed) => Some(Err(failed.error)),
                     });
                 }
                 answers
             }
-            Err(error) => requests
+            Err(failed) => requests
                 .iter()
-                .map(|_| Some(Err(clone_error(&error))))
+                .map(|_| Some(Err(clone_error(&failed.error))))
                 .collect(),
         };
         drop(requests);
@@ -184,12 +241,66 @@ where
         let group = group.clone();
         let applier = applier.clone();
         tokio::spawn(async move {
-            while let Some(batch) = group.take() {
+            let mut runner = Runner {
+                group: &group,
+                running: true,
+            };
+            while let Some(batch) = runner.next() {
                 group.apply(what, batch, &applier).await;
             }
         });
     }
     answer(reply, what).await
+}
+
+/// A runner's place among the [`MAX_RUNNERS`]; given back when the queue is empty, or when
+/// the runner ends any other way (its task is cancelled), so the places never run out.
+struct Runner<'a, R, A> {
+    group: &'a Group<R, A>,
+    /// True until [`Group::take`] has given the place back.
+    running: bool,
+}
+
+impl<R: Keyed, A> Runner<'_, R, A> {
+    /// The next batch; None once the queue is empty (the place is given back then).
+    fn next(&mut self) -> Option<Vec<Queued<R, A>>> {
+        let batch = self.group.take();
+        self.running = batch.is_some();
+        batch
+    }
+}
+
+impl<R, A> Drop for Runner<'_, R, A> {
+    fn drop(&mut self) {
+        if self.running
+            && let Ok(mut state) = self.group.state.lock()
+        {
+            state.running -= 1;
+        }
+    }
+}
+
+/// Applies a batch, turning a panic of the applier into INTERNAL for this batch alone.
+async fn guarded<R, A>(
+    what: &str,
+    applier: &impl Applies<R, A>,
+    requests: &[&R],
+) -> Result<Answers<A>, BatchError> {
+    match AssertUnwindSafe(applier.apply_batch(requests))
+        .catch_unwind()
+        .await
+    {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::error!(
+                size = requests.len(),
+                "{what} batch panicked; its callers get INTERNAL"
+            );
+            Err(BatchError::after_commit(ServiceError::Internal(format!(
+                "applying a {what} panicked"
+            ))))
+        }
+    }
 }
 
 /// The answer a caller waits for, or Unavailable when the server stopped first.
@@ -204,10 +315,11 @@ async fn answer<A>(
     })?
 }
 
-/// The same error again, for every request of a batch that failed as a whole.
-fn clone_error(e: &ServiceError) -> ServiceError {
+/// The same error again, for every request a failure concerned.
+pub(crate) fn clone_error(e: &ServiceError) -> ServiceError {
     match e {
         ServiceError::Unavailable(m) => ServiceError::Unavailable(m.clone()),
+        ServiceError::Internal(m) => ServiceError::Internal(m.clone()),
         other => ServiceError::Internal(other.to_string()),
     }
 }
@@ -268,6 +380,91 @@ mod tests {
         assert_eq!(second[0].request.0, Some(1));
         group.requeue(second);
         assert_eq!(group.take().unwrap()[0].request.0, Some(1));
+    }
+
+    /// Applies batches by the requests' keys: 1 panics, 2 fails after its commit, 3 fails
+    /// before it; counts the batches it was given.
+    #[derive(Clone, Default)]
+    struct Faulty {
+        calls: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Applies<Req, u32> for Faulty {
+        async fn apply_batch<'a>(
+            &'a self,
+            requests: &'a [&'a Req],
+        ) -> Result<Answers<u32>, BatchError> {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let keys: Vec<Option<u32>> = requests.iter().map(|r| r.0).collect();
+            if keys.contains(&Some(1)) {
+                panic!("injected panic");
+            }
+            if keys.contains(&Some(2)) {
+                return Err(BatchError::after_commit(ServiceError::Unavailable(
+                    "read-back failed".into(),
+                )));
+            }
+            if keys.contains(&Some(3)) && requests.len() > 1 {
+                return Err(ServiceError::Unavailable("connection lost".into()).into());
+            }
+            Ok(requests
+                .iter()
+                .map(|r| Some(Ok(r.0.unwrap_or(0))))
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_batch_answers_internal_and_later_batches_still_run() {
+        let group: Arc<Group<Req, u32>> = Arc::default();
+        let applier = Faulty::default();
+        for _ in 0..MAX_RUNNERS + 1 {
+            let answer = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                submit(&group, &applier, Req(Some(1)), "completion"),
+            )
+            .await
+            .expect("a panic never hangs its caller");
+            assert!(
+                matches!(answer, Err(ServiceError::Internal(_))),
+                "{answer:?}"
+            );
+        }
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            submit(&group, &applier, Req(Some(7)), "completion"),
+        )
+        .await
+        .expect("runners are still there after the panics");
+        assert_eq!(answer.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_failed_after_its_commit_is_not_applied_again() {
+        let group: Group<Req, u32> = Group::default();
+        let applier = Faulty::default();
+        let (first, _) = group.push(Req(Some(2)));
+        let (second, _) = group.push(Req(None));
+        group.apply("start", group.take().unwrap(), &applier).await;
+        assert_eq!(applier.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        for answer in [first, second] {
+            assert!(matches!(
+                answer.await.unwrap(),
+                Err(ServiceError::Unavailable(_))
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_failed_before_any_commit_is_applied_one_by_one() {
+        let group: Group<Req, u32> = Group::default();
+        let applier = Faulty::default();
+        let (first, _) = group.push(Req(Some(3)));
+        let (second, _) = group.push(Req(Some(4)));
+        group.apply("start", group.take().unwrap(), &applier).await;
+        assert_eq!(applier.calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(first.await.unwrap().unwrap(), 3);
+        assert_eq!(second.await.unwrap().unwrap(), 4);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 use rondo_engine::template::render_prompt;
 use serde_json::Value;
 
-use super::jobs::EndJob;
-use super::workflows::{WorkflowView, actor_of, page_size};
+use super::plan::{self, EndJob};
+use super::types::WorkflowView;
+use super::workflows::{actor_of, page_size};
 use super::{Outbox, Service, ServiceError};
 use crate::store::jobs::{self, InboxFilter, JobState, JobWithWorkflow};
 
@@ -156,8 +157,8 @@ impl Service {
             eager: None,
         };
         let mut outbox = Outbox::new();
-        self.end_and_advance(&tx, &locked, &graph, end, &mut outbox)
-            .await?;
+        let plan = plan::plan_end(&locked, &graph, end, self.limits(), rand::random())?;
+        self.stage(&tx, plan, &mut outbox).await?;
         self.commit(tx, outbox).await?;
         drop(client);
         self.get_workflow(locked.workflow.id).await

@@ -1,27 +1,23 @@
 //! Worker use cases: long-poll for jobs, heartbeat, complete, fail, release; and the engine's
 //! own `timeout` completion when a lease runs out.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rondo_engine::model::{LABEL_ERROR, LABEL_TIMEOUT};
-use rondo_engine::{EngineError, Graph, advance};
+use rondo_engine::Graph;
+use rondo_engine::model::LABEL_TIMEOUT;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::complete::Pending;
 use super::dispatch::{Reservation, Wake};
-use super::step::{Applied, Apply, Eager, Target};
-use super::workflows::position_of;
+use super::plan::{self, EndJob, cancelled, lease_lost};
+use super::types::{Completed, Completion, LeasedJob, Pending};
 use super::{Outbox, Service, ServiceError};
 use crate::store::GenericClient;
-use crate::store::batch::JobEnd;
 use crate::store::events::{self, EventKind, NewEvent};
-use crate::store::jobs::{self, JobState, JobWithWorkflow, LockedJob};
+use crate::store::jobs::{self, JobState, JobWithWorkflow};
 use crate::store::listen::Notice;
-use crate::store::workflows::WorkflowStatus;
 
 /// Most waiting pollers one claim query also leases jobs for.
 const PEERS_PER_CLAIM: usize = 255;
@@ -40,49 +36,6 @@ pub struct PollRequest {
     pub max_jobs: u32,
     /// How long to wait.
     pub wait: Duration,
-}
-
-/// A leased job as handed to a worker.
-#[derive(Debug, Clone)]
-pub struct LeasedJob {
-    /// The claimed row with its workflow's data.
-    pub claimed: JobWithWorkflow,
-    /// The node's static params.
-    pub params: Map<String, Value>,
-    /// Labels the worker may answer with.
-    pub labels: Vec<String>,
-    /// How often to heartbeat.
-    pub heartbeat_interval: Option<Duration>,
-}
-
-/// How a worker ends a job.
-#[derive(Debug, Clone)]
-pub enum Completion {
-    /// With one of the offered labels and an output.
-    Label {
-        /// The label.
-        label: String,
-        /// Output JSON text.
-        output: String,
-    },
-    /// With a failure it could not classify (the reserved label `error`).
-    Failure {
-        /// What went wrong.
-        message: String,
-    },
-}
-
-/// Result of a completion.
-#[derive(Debug, Clone)]
-pub struct Completed {
-    /// True when it repeated an earlier identical completion.
-    pub duplicate: bool,
-    /// Workflow status afterwards.
-    pub status: WorkflowStatus,
-    /// Node afterwards.
-    pub node: Option<String>,
-    /// The next job, leased to the same worker (eager dispatch).
-    pub next_job: Option<LeasedJob>,
 }
 
 impl Service {
@@ -360,134 +313,6 @@ impl Service {
         .await
     }
 
-    /// Applies one completion to its locked job inside a batch's transaction: the step's
-    /// writes go to `step`, a late result's record to `batch` (kept even though the
-    /// completion is refused).
-    pub(crate) async fn complete_locked(
-        &self,
-        tx: &impl GenericClient,
-        pending: &Pending,
-        locked: &LockedJob,
-        batch: &mut Outbox,
-        step: &mut Outbox,
-    ) -> Result<Completed, ServiceError> {
-        let Pending {
-            job_id,
-            token,
-            completion,
-            output,
-            next_operations,
-            ..
-        } = pending;
-        let (job_id, token) = (*job_id, *token);
-        let label = match completion {
-            Completion::Label { label, .. } => label.as_str(),
-            Completion::Failure { .. } => LABEL_ERROR,
-        };
-        let LockedJob { job, workflow, now } = locked;
-        let worker = job.worker.clone().unwrap_or_else(|| "worker".into());
-        let live = job.state == JobState::Active && job.lease_token == Some(token);
-        if !live || job.lease_expires_at.is_some_and(|t| t <= *now) {
-            let refusal = match job.state {
-                JobState::Cancelled => cancelled(job_id),
-                JobState::Completed
-                    if job.lease_token == Some(token)
-                        && job.ended_by.as_deref() == Some(&worker) =>
-                {
-                    if job.label.as_deref() == Some(label) && job.output.as_ref() == Some(output) {
-                        // The first answer may have been lost with its eager job: hand that
-                        // job over again rather than leave it to time out.
-                        let next_job = match workflow.current_job_id {
-                            Some(id) if id != job_id && !next_operations.is_empty() => {
-                                self.eager_again(tx, id, &worker, next_operations).await?
-                            }
-                            _ => None,
-                        };
-                        return Ok(Completed {
-                            duplicate: true,
-                            status: workflow.status,
-                            node: workflow.current_node.clone(),
-                            next_job,
-                        });
-                    }
-                    return Err(ServiceError::FailedPrecondition(format!(
-                        "job {job_id} was already completed with label `{}`; a job is completed once",
-                        job.label.clone().unwrap_or_default()
-                    )));
-                }
-                _ if job.lease_token != Some(token) => {
-                    lease_lost(job_id, "the lease token does not match")
-                }
-                _ => lease_lost(job_id, "the lease ran out before the result arrived"),
-            };
-            if job.lease_token == Some(token) && !matches!(job.state, JobState::Cancelled) {
-                let late = NewEvent {
-                    node: Some(job.node.clone()),
-                    label: Some(label.to_owned()),
-                    job_id: Some(job_id),
-                    attempt: Some(job.attempt),
-                    message: Some(
-                        "result arrived after the lease was lost; recorded, not applied".into(),
-                    ),
-                    data: Some(json!({ "output": output, "worker": worker })),
-                    ..NewEvent::new(EventKind::LateResult, worker.as_str())
-                };
-                batch.writes.append(job.workflow_id, [late]);
-            }
-            return Err(refusal);
-        }
-        let graph = self.graph_of(tx, workflow).await?;
-        let (message, must_be_offered) = match completion {
-            Completion::Failure { message } => (Some(message.clone()), false),
-            Completion::Label { .. } => (None, true),
-        };
-        let end = EndJob {
-            label,
-            output,
-            actor: &worker,
-            message,
-            must_be_offered,
-            eager: (!next_operations.is_empty()).then_some(Eager {
-                worker: &worker,
-                operations: next_operations,
-            }),
-        };
-        let applied = self.end_and_advance(tx, locked, &graph, end, step).await?;
-        Ok(Completed {
-            duplicate: false,
-            status: applied.status,
-            node: applied.node,
-            next_job: None,
-        })
-    }
-
-    /// The job `id` again, if it is still leased to `worker` for one of `operations`.
-    async fn eager_again(
-        &self,
-        client: &impl GenericClient,
-        id: i64,
-        worker: &str,
-        operations: &[String],
-    ) -> Result<Option<LeasedJob>, ServiceError> {
-        let Some(job) = jobs::get_with_workflow(client, id).await? else {
-            return Ok(None);
-        };
-        let held = job.job.state == JobState::Active
-            && job.job.worker.as_deref() == Some(worker)
-            && job
-                .job
-                .operation
-                .as_ref()
-                .is_some_and(|op| operations.contains(op));
-        if !held {
-            return Ok(None);
-        }
-        let (graph, _) = self
-            .graph(client, &job.graph_name, job.graph_version)
-            .await?;
-        Ok(Some(self.leased_job(&graph, job)?))
-    }
-
     /// The engine times out an expired lease (or a human node's clock). Returns false when the
     /// job was no longer expired (completed or extended meanwhile).
     pub async fn time_out(&self, job_id: i64) -> Result<bool, ServiceError> {
@@ -514,119 +339,17 @@ impl Service {
             eager: None,
         };
         let mut outbox = Outbox::new();
-        self.end_and_advance(&tx, &locked, &graph, end, &mut outbox)
-            .await?;
+        let plan = plan::plan_end(&locked, &graph, end, self.limits(), rand::random())?;
+        self.stage(&tx, plan, &mut outbox).await?;
         self.commit(tx, outbox).await?;
         if let Some(op) = &locked.job.operation {
             self.metrics().job_timed_out(op);
         }
         Ok(true)
     }
-
-    /// Ends the locked job with a label and advances its workflow (inside the caller's
-    /// transaction).
-    pub(crate) async fn end_and_advance(
-        &self,
-        tx: &impl GenericClient,
-        locked: &LockedJob,
-        graph: &Arc<Graph>,
-        end: EndJob<'_>,
-        outbox: &mut Outbox,
-    ) -> Result<Applied, ServiceError> {
-        let LockedJob { job, workflow, .. } = locked;
-        let started = std::time::Instant::now();
-        let position = position_of(workflow);
-        if end.must_be_offered && rondo_engine::model::RESERVED_LABELS.contains(&end.label) {
-            return Err(ServiceError::InvalidArgument(format!(
-                "node `{}`: label `{}` is reserved for the engine; answer with one of: {} (report \
-                 failures with FailJob)",
-                job.node,
-                end.label,
-                graph
-                    .node(&job.node)
-                    .map(|n| n.offered_labels().join(", "))
-                    .unwrap_or_default()
-            )));
-        }
-        let jitter: f64 = rand::random();
-        let step = advance::advance(graph, &position, end.label, jitter).map_err(|e| match e {
-            EngineError::LabelNotOffered { .. } if end.must_be_offered => {
-                ServiceError::InvalidArgument(e.to_string())
-            }
-            other => ServiceError::Internal(other.to_string()),
-        })?;
-        let mut vars = workflow.vars.clone();
-        if let (Value::Object(vars), Value::Object(output)) = (&mut vars, end.output) {
-            for (k, v) in output {
-                vars.insert(k.clone(), v.clone());
-            }
-            if end.label == LABEL_ERROR
-                && let Some(message) = &end.message
-            {
-                vars.insert("last_error".into(), Value::String(message.clone()));
-            }
-        }
-        self.check_size("vars", &vars)?;
-        outbox.writes.end_job(JobEnd {
-            id: job.id,
-            state: JobState::Completed,
-            label: Some(end.label.to_owned()),
-            output: Some(end.output.clone()),
-            ended_by: end.actor.to_owned(),
-        });
-        let kind = if end.label == LABEL_TIMEOUT && !end.must_be_offered {
-            EventKind::JobTimedOut
-        } else {
-            EventKind::JobCompleted
-        };
-        let event = NewEvent {
-            node: Some(job.node.clone()),
-            label: Some(end.label.to_owned()),
-            job_id: Some(job.id),
-            attempt: Some(job.attempt),
-            message: end.message.clone(),
-            data: (end.output.as_object().is_some_and(|o| !o.is_empty()))
-                .then(|| json!({ "output": end.output })),
-            ..NewEvent::new(kind, end.actor)
-        };
-        let apply = Apply {
-            workflow: Target::of(workflow),
-            graph,
-            step,
-            vars: &vars,
-            from: Some(&job.node),
-            previous_key: Some(&job.idempotency_key),
-            events: vec![event],
-            actor: "engine",
-            clear_deadline: false,
-            eager: end.eager,
-        };
-        let applied = self.apply(tx, apply, outbox).await?;
-        if let Some(op) = &job.operation {
-            self.metrics().job_completed(op, end.label);
-        }
-        self.metrics().transition(started.elapsed());
-        Ok(applied)
-    }
 }
 
-/// How a job ends, for [`Service::end_and_advance`].
-pub(crate) struct EndJob<'a> {
-    /// The label.
-    pub label: &'a str,
-    /// Output merged into vars.
-    pub output: &'a Value,
-    /// Who ended it.
-    pub actor: &'a str,
-    /// Failure message or operator comment.
-    pub message: Option<String>,
-    /// True when a worker or operator chose the label, so it must be an offered one; false
-    /// for the labels the engine chooses (`timeout`, and `error` for FailJob).
-    pub must_be_offered: bool,
-    /// The worker asking for its next job at once, if any.
-    pub eager: Option<Eager<'a>>,
-}
-
+/// A lease token as the database stores it.
 fn parse_token(token: &str) -> Result<Uuid, ServiceError> {
     token.parse().map_err(|_| {
         ServiceError::Aborted(format!(
@@ -635,18 +358,7 @@ fn parse_token(token: &str) -> Result<Uuid, ServiceError> {
     })
 }
 
+/// A job id no row has.
 pub(crate) fn job_not_found(job_id: i64) -> ServiceError {
     ServiceError::NotFound(format!("job {job_id} not found"))
-}
-
-fn lease_lost(job_id: i64, why: &str) -> ServiceError {
-    ServiceError::Aborted(format!(
-        "lease lost: job {job_id}: {why}; drop the result, the engine has moved on"
-    ))
-}
-
-fn cancelled(job_id: i64) -> ServiceError {
-    ServiceError::FailedPrecondition(format!(
-        "cancelled: job {job_id} was cancelled (its workflow was cancelled or moved on); stop working on it"
-    ))
 }

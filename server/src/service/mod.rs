@@ -8,10 +8,12 @@ pub mod graphs;
 mod group;
 pub mod inbox;
 pub mod jobs;
+mod plan;
 pub mod schedules;
 mod start;
-pub mod step;
+mod step;
 pub mod sweeper;
+pub mod types;
 mod warm;
 pub mod workflows;
 
@@ -21,6 +23,7 @@ use std::time::Duration;
 
 use rondo_engine::{Graph, GraphDef, Problem};
 use serde_json::{Map, Value};
+use uuid::Uuid;
 
 use tokio::sync::mpsc;
 
@@ -30,8 +33,8 @@ use crate::store::jobs::{JobRecord, JobWithWorkflow};
 use crate::store::listen::Notice;
 use crate::store::workflows::WorkflowStatus;
 use crate::store::{self, Pool, StoreError};
-use jobs::LeasedJob;
-use workflows::WorkflowView;
+use plan::Count;
+use types::{LeasedJob, WorkflowView};
 
 pub use dispatch::Dispatcher;
 
@@ -92,8 +95,9 @@ impl From<StoreError> for ServiceError {
 }
 
 /// What a transaction writes and announces: the writes its steps gathered (sent in a few
-/// array statements just before the commit), and the notifications and leased jobs that
-/// [`Service::commit`] hands out once it has committed.
+/// array statements just before the commit), and the notifications, leased jobs and counts
+/// that [`Service::commit`] carries out once it has committed. Nothing in it leaves the
+/// process before then, so a step that is decided again (a fallback) counts once.
 #[derive(Default)]
 pub(crate) struct Outbox {
     /// Writes not yet sent.
@@ -102,6 +106,8 @@ pub(crate) struct Outbox {
     pub notices: Vec<Notice>,
     /// Jobs leased inside the transaction, delivered after it commits.
     pub leases: Vec<Lease>,
+    /// What the steps count, by workflow: recorded for the workflows written.
+    pub counts: Vec<(Uuid, Count)>,
 }
 
 impl Outbox {
@@ -120,6 +126,7 @@ impl Outbox {
         self.writes.extend(other.writes);
         self.notices.extend(other.notices);
         self.leases.extend(other.leases);
+        self.counts.extend(other.counts);
     }
 }
 
@@ -155,6 +162,17 @@ pub struct Limits {
     pub max_payload_bytes: usize,
     /// Longest wait of a long poll.
     pub max_poll_wait: Duration,
+}
+
+impl Limits {
+    /// Checks a merged payload against the size limit.
+    pub(crate) fn check_size(&self, field: &str, value: &Value) -> Result<(), ServiceError> {
+        let len = value.to_string().len();
+        if len > self.max_payload_bytes {
+            return Err(too_large(field, len, self.max_payload_bytes));
+        }
+        Ok(())
+    }
 }
 
 /// The use cases, shared by every gRPC service and background loop of one server.
@@ -223,9 +241,17 @@ impl Service {
         tx: store::Transaction<'_>,
         outbox: Outbox,
     ) -> Result<Vec<LeasedJob>, ServiceError> {
-        let flushed = outbox.writes.flush(&tx).await?;
+        let Outbox {
+            writes,
+            notices,
+            leases,
+            counts,
+        } = outbox;
+        let flushed = writes.flush(&tx).await?;
         tx.commit().await?;
-        self.announce_flushed(outbox.notices, outbox.leases, flushed)
+        self.hand_over_written(&flushed.written);
+        self.count(&counts);
+        Ok(self.announce(notices, leases, &flushed.created))
     }
 
     /// Like [`Service::commit`] for a pipelined transaction: the writes and the COMMIT go in
@@ -235,29 +261,37 @@ impl Service {
         tx: store::PipelinedTx,
         outbox: Outbox,
     ) -> Result<Vec<LeasedJob>, ServiceError> {
-        outbox.writes.prepare(tx.client()).await?;
-        let flushed = tx.commit_with(outbox.writes.flush(tx.client())).await?;
+        let Outbox {
+            writes,
+            notices,
+            leases,
+            counts,
+        } = outbox;
+        writes.prepare(tx.client()).await?;
+        let flushed = tx.commit_with(writes.flush(tx.client())).await?;
         drop(tx);
-        self.announce_flushed(outbox.notices, outbox.leases, flushed)
-    }
-
-    /// After a commit of flushed writes: remembers the jobs leased as they were written (see
-    /// `warm`), hands the workflows that completed or were cancelled to this server's
-    /// watchers, so that they answer without reading them back (before the notices wake
-    /// them), then [`Service::announce`]s.
-    fn announce_flushed(
-        &self,
-        notices: Vec<Notice>,
-        leases: Vec<Lease>,
-        flushed: batch::Flushed,
-    ) -> Result<Vec<LeasedJob>, ServiceError> {
         self.hand_over_written(&flushed.written);
-        self.announce(notices, leases, &flushed.created)
+        self.count(&counts);
+        Ok(self.announce(notices, leases, &flushed.created))
     }
 
-    /// Remembers the jobs of `written` leased as they were written and the workflows left
-    /// running, and hands the workflows that completed or were cancelled to this server's
-    /// watchers.
+    /// Records what written steps count.
+    pub(crate) fn count(&self, counts: &[(Uuid, Count)]) {
+        let metrics = self.metrics();
+        for (_, count) in counts {
+            match count {
+                Count::Created(operation) => metrics.job_created(operation),
+                Count::Completed { operation, label } => metrics.job_completed(operation, label),
+                Count::Retried(node) => metrics.retried(node),
+                Count::Transition(took) => metrics.transition(*took),
+            }
+        }
+    }
+
+    /// After a commit: remembers the jobs of `written` leased as they were written (see
+    /// `warm`) and the workflows left running, and hands the workflows that completed or were
+    /// cancelled to this server's watchers, so that they answer without reading them back
+    /// (before the notices wake them).
     fn hand_over_written(&self, written: &[batch::Written]) {
         self.warm.remember(written);
         for w in written {
@@ -275,13 +309,14 @@ impl Service {
     /// After a commit: wakes this server's own waiters in memory, hands the notifications to
     /// the notifier for the other servers, and delivers the jobs leased to waiting pollers.
     /// Returns the jobs leased to the caller. A lease whose job was not written (its workflow
-    /// was not inserted after all) is dropped, which sends its poller back to look.
+    /// was not inserted after all) is dropped, which sends its poller back to look. It cannot
+    /// fail: what it announces has committed.
     pub(crate) fn announce(
         &self,
         notices: Vec<Notice>,
         leases: Vec<Lease>,
         jobs: &[JobRecord],
-    ) -> Result<Vec<LeasedJob>, ServiceError> {
+    ) -> Vec<LeasedJob> {
         for notice in notices {
             self.dispatch.deliver(notice.clone());
             let _ = self.notifier.send(notice);
@@ -291,7 +326,17 @@ impl Service {
             let Some(job) = jobs.iter().find(|j| j.id == lease.job_id) else {
                 continue;
             };
-            let leased = self.leased_job(&lease.graph, with_context(job.clone(), lease.context))?;
+            let leased = match self
+                .leased_job(&lease.graph, with_context(job.clone(), lease.context))
+            {
+                Ok(leased) => leased,
+                Err(error) => {
+                    // Its node is in its validated graph, so this cannot happen; the job's
+                    // lease runs out and the engine times it out.
+                    tracing::error!(job = job.id, %error, "a job leased at commit cannot be handed over");
+                    continue;
+                }
+            };
             if let Some(op) = &job.operation {
                 self.metrics.job_leased(op);
             }
@@ -304,7 +349,7 @@ impl Service {
                 }
             }
         }
-        Ok(mine)
+        mine
     }
 
     /// The next job id, from the ids taken ahead.
@@ -433,13 +478,9 @@ impl Service {
         }
     }
 
-    /// Checks a merged payload against the size limit.
-    pub(crate) fn check_size(&self, field: &str, value: &Value) -> Result<(), ServiceError> {
-        let len = value.to_string().len();
-        if len > self.limits.max_payload_bytes {
-            return Err(too_large(field, len, self.limits.max_payload_bytes));
-        }
-        Ok(())
+    /// The limits from the configuration.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
     }
 }
 
@@ -486,4 +527,40 @@ pub(crate) fn to_i32(n: u32) -> i32 {
 /// Milliseconds of a duration for the database, saturating.
 pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! A service over a fresh test database, for the tests of use cases that need the
+    //! batch machinery's insides.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rondo_engine::GraphDef;
+
+    use super::{Dispatcher, Limits, Service};
+    use crate::metrics::Metrics;
+    use crate::testing::TestDb;
+
+    /// A service over `db` with the default limits and `yaml`'s graph put.
+    pub async fn service_with_graph(db: &TestDb, yaml: &str) -> Service {
+        let pool = crate::store::pool(&db.url, 4).expect("pool");
+        let limits = Limits {
+            default_lease: Duration::from_secs(300),
+            max_payload_bytes: 1 << 20,
+            max_poll_wait: Duration::from_secs(30),
+        };
+        let (notifier, _) = tokio::sync::mpsc::unbounded_channel();
+        let service = Service::new(
+            pool,
+            limits,
+            Arc::new(Dispatcher::default()),
+            Arc::new(Metrics::default()),
+            notifier,
+        );
+        let def: GraphDef = rondo_engine::parse_yaml(yaml).expect("graph yaml");
+        service.put_graph(def).await.expect("graph put");
+        service
+    }
 }

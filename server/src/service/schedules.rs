@@ -27,7 +27,7 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use serde_json::Value;
 
-use super::workflows::NewStart;
+use super::types::NewStart;
 use super::{Outbox, Service, ServiceError};
 use crate::store::schedules::{self, DueSchedule, NewSchedule, Overlap, ScheduleRecord, TickDone};
 use crate::store::workflows::{self, WorkflowStatus};

@@ -2,51 +2,22 @@
 //! with one statement, enters each first node in memory, and sends the writes of all of them
 //! as a handful of array statements before one commit; the answers are read back with two
 //! queries. A start whose idempotency key already exists is answered from the existing
-//! workflow. A batch that fails as a whole (a database error) is retried one start at a time.
+//! workflow. A batch that fails as a whole (a database error) before anything committed is
+//! retried one start at a time; once a write has committed, the batch is never applied again.
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use rondo_engine::Graph;
-use serde_json::Value;
 use uuid::Uuid;
 
-use super::group::{self, Answers, Applies, Keyed};
-use super::workflows::{NewStart, Started, WorkflowView, new_row, request_hash};
+use super::group::{self, Answers, Applies, BatchError, Keyed, clone_error};
+use super::types::{NewStart, PendingStart, Started, WorkflowView};
+use super::workflows::{new_row, request_hash};
 use super::{Outbox, Service, ServiceError, to_i32};
+use crate::store::GenericClient;
 use crate::store::batch;
 use crate::store::jobs::JobRecord;
 use crate::store::workflows::{self, WorkflowStatus};
-
-/// A start, checked for shape, waiting for its batch.
-pub(crate) struct PendingStart {
-    /// Graph name.
-    pub graph: String,
-    /// Graph version; 0 for the latest.
-    pub version: u32,
-    /// Input, a JSON object.
-    pub input: Value,
-    /// Idempotency key.
-    pub idempotency_key: Option<String>,
-    /// Delayed start.
-    pub start_at: Option<DateTime<Utc>>,
-    /// Schedule starting it.
-    pub schedule_id: Option<String>,
-}
-
-impl PendingStart {
-    fn as_new(&self) -> NewStart<'_> {
-        NewStart {
-            graph: &self.graph,
-            version: self.version,
-            input: &self.input,
-            idempotency_key: self.idempotency_key.as_deref(),
-            start_at: self.start_at,
-            schedule_id: self.schedule_id.as_deref(),
-            actor: "client",
-        }
-    }
-}
 
 impl Keyed for PendingStart {
     type Key = String;
@@ -81,11 +52,9 @@ impl Service {
 
     /// Applies a batch of starts; each gets its answer. Starts due at once are written as
     /// their first step leaves them, all with one statement (atomic by itself); delayed
-    /// starts go through one transaction.
-    async fn try_starts(
-        &self,
-        batch: &[&PendingStart],
-    ) -> Result<Vec<Result<Started, ServiceError>>, ServiceError> {
+    /// starts go through one transaction after it. Once that statement has committed, a
+    /// failure answers only the starts it concerns: the batch is never applied again.
+    async fn try_starts(&self, batch: &[&PendingStart]) -> Result<Answers<Started>, BatchError> {
         let mut client = self.pool().get().await?;
         let mut resolved = Vec::with_capacity(batch.len());
         // Each graph once per batch: most batches start many workflows of one graph.
@@ -125,58 +94,95 @@ impl Service {
             true => Vec::new(),
             false => batch::insert_started(&client, &rows, outbox.writes).await?,
         };
+        // Committed from here on: nothing below may send the batch round again.
+        let committed = !rows.is_empty();
         self.hand_over_written(&started);
+        outbox
+            .counts
+            .retain(|(id, _)| started.iter().any(|w| w.workflow.id == *id));
+        self.count(&outbox.counts);
         let jobs: Vec<JobRecord> = started.iter().filter_map(|w| w.job.clone()).collect();
-        self.announce(outbox.notices, outbox.leases, &jobs)?;
+        self.announce(outbox.notices, outbox.leases, &jobs);
 
-        let mut delayed = Vec::new();
         let delayed_starts: Vec<&Resolved<'_>> = resolved
             .iter()
             .flatten()
             .filter(|r| r.new.start_at.is_some())
             .collect();
-        if !delayed_starts.is_empty() {
-            let tx = client.transaction().await?;
-            let mut outbox = Outbox::new();
-            for r in delayed_starts {
-                if let Some(id) = self.insert_workflow(&tx, &r.new, &mut outbox).await? {
-                    delayed.push((r.id, id));
-                }
-            }
-            self.commit(tx, outbox).await?;
-        }
+        let delayed = match self.insert_delayed(&mut client, &delayed_starts).await {
+            Ok(delayed) => Ok(delayed),
+            Err(error) if !committed => return Err(error.into()),
+            Err(error) => Err(error),
+        };
 
         let mut results = Vec::with_capacity(batch.len());
         for r in resolved {
             let r = match r {
                 Ok(r) => r,
                 Err(e) => {
-                    results.push(Err(e));
+                    results.push(Some(Err(e)));
                     continue;
                 }
             };
-            let inserted = match take(&mut started, |w| w.workflow.id == r.id) {
-                Some(w) => Some(WorkflowView {
-                    workflow: w.workflow,
-                    job: w.job,
-                }),
-                None => match delayed.iter().find(|(mine, _)| *mine == r.id) {
-                    Some(&(_, id)) => match workflows::get(&client, id).await? {
-                        Some(workflow) => Some(self.view_with(&client, workflow).await?),
-                        None => None,
+            let answer = match take(&mut started, |w| w.workflow.id == r.id) {
+                Some(w) => Ok(Started {
+                    view: WorkflowView {
+                        workflow: w.workflow,
+                        job: w.job,
                     },
-                    None => None,
-                },
-            };
-            results.push(match inserted {
-                Some(view) => Ok(Started {
-                    view,
                     existing: false,
                 }),
-                None => self.existing_start(&client, &r.new).await,
-            });
+                None if r.new.start_at.is_none() => self.existing_start(&client, &r.new).await,
+                None => match &delayed {
+                    Ok(delayed) => self.delayed_answer(&client, &r, delayed).await,
+                    Err(error) => Err(clone_error(error)),
+                },
+            };
+            results.push(Some(answer));
         }
         Ok(results)
+    }
+
+    /// Inserts the delayed starts in one transaction; returns for each start inserted its
+    /// batch id and its workflow's id (a start whose idempotency key exists already inserts
+    /// nothing).
+    async fn insert_delayed(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        delayed: &[&Resolved<'_>],
+    ) -> Result<Vec<(Uuid, Uuid)>, ServiceError> {
+        if delayed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tx = client.transaction().await?;
+        let mut outbox = Outbox::new();
+        let mut inserted = Vec::with_capacity(delayed.len());
+        for r in delayed {
+            if let Some(id) = self.insert_workflow(&tx, &r.new, &mut outbox).await? {
+                inserted.push((r.id, id));
+            }
+        }
+        self.commit(tx, outbox).await?;
+        Ok(inserted)
+    }
+
+    /// The answer to a delayed start: the workflow it inserted, or the one its key names.
+    async fn delayed_answer(
+        &self,
+        client: &impl GenericClient,
+        r: &Resolved<'_>,
+        inserted: &[(Uuid, Uuid)],
+    ) -> Result<Started, ServiceError> {
+        let Some(&(_, id)) = inserted.iter().find(|(mine, _)| *mine == r.id) else {
+            return self.existing_start(client, &r.new).await;
+        };
+        let workflow = workflows::get(client, id)
+            .await?
+            .ok_or_else(|| super::workflows::not_found(id))?;
+        Ok(Started {
+            view: self.view_with(client, workflow).await?,
+            existing: false,
+        })
     }
 }
 
@@ -190,8 +196,84 @@ impl Applies<PendingStart, Started> for Service {
     async fn apply_batch<'a>(
         &'a self,
         requests: &'a [&'a PendingStart],
-    ) -> Result<Answers<Started>, ServiceError> {
-        let started = self.try_starts(requests).await?;
-        Ok(started.into_iter().map(Some).collect())
+    ) -> Result<Answers<Started>, BatchError> {
+        self.try_starts(requests).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, Utc};
+    use serde_json::json;
+
+    use super::*;
+    use crate::service::test_support::service_with_graph;
+    use crate::testing::TestDb;
+
+    const ONE_STEP: &str = "
+name: once
+start: work
+nodes:
+  work:
+    operation: test.work
+    timeout: 30s
+    on: { done: ~ }
+";
+
+    /// Makes every insert of a PENDING workflow fail, as a fault after the batch's first
+    /// commit would.
+    const FAIL_DELAYED: &str = "
+CREATE FUNCTION fail_delayed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.status = 'pending' THEN RAISE EXCEPTION 'injected fault'; END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER fail_delayed BEFORE INSERT ON workflows
+  FOR EACH ROW EXECUTE FUNCTION fail_delayed();";
+
+    fn start(start_at: Option<chrono::DateTime<Utc>>) -> PendingStart {
+        PendingStart {
+            graph: "once".into(),
+            version: 0,
+            input: json!({}),
+            idempotency_key: None,
+            start_at,
+            schedule_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_immediate_starts_committed_is_not_applied_again() {
+        let db = TestDb::new().await;
+        let service = service_with_graph(&db, ONE_STEP).await;
+        let client = service.pool().get().await.unwrap();
+        client.batch_execute(FAIL_DELAYED).await.unwrap();
+
+        let (now, now_ok) = service.starts.push(start(None));
+        let (later, _) = service
+            .starts
+            .push(start(Some(Utc::now() + Duration::hours(1))));
+        assert!(
+            now_ok,
+            "the first push may start a runner; this test runs the batch itself"
+        );
+        let batch = service.starts.take().expect("both starts wait");
+        assert_eq!(batch.len(), 2, "one batch holds both starts");
+        service.starts.apply("start", batch, &service).await;
+
+        let started = now.await.unwrap().expect("the immediate start committed");
+        assert!(!started.existing);
+        let refused = later.await.unwrap().unwrap_err();
+        assert!(
+            matches!(refused, ServiceError::Internal(_)),
+            "the delayed start gets its own error: {refused}"
+        );
+        let rows: i64 = client
+            .query_one("SELECT count(*) FROM workflows", &[])
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+        assert_eq!(rows, 1, "the start without a key was written once");
     }
 }

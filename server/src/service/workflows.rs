@@ -10,13 +10,13 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::group::{self, Answers, Applies, Keyed};
-use super::start::PendingStart;
-use super::step::{Apply, Target};
+use super::group::{self, Answers, Applies, BatchError, Keyed};
+use super::plan::{Apply, Target, position_of};
+use super::types::{NewStart, PendingStart, Started, WorkflowView};
 use super::{Outbox, Service, ServiceError, millis};
 use crate::store::batch::JobEnd;
 use crate::store::events::{self, EventKind, EventRecord, NewEvent};
-use crate::store::jobs::{self, JobRecord, JobState};
+use crate::store::jobs::{self, JobState};
 use crate::store::listen::Notice;
 use crate::store::workflows::{self, ListFilter, NewWorkflow, WorkflowRecord, WorkflowStatus};
 use crate::store::{self, GenericClient};
@@ -38,34 +38,6 @@ pub struct StartRequest {
     pub schedule_id: Option<String>,
 }
 
-/// A checked start request, for [`Service::insert_workflow`] inside a caller's transaction.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct NewStart<'a> {
-    /// Graph name.
-    pub graph: &'a str,
-    /// Graph version; 0 for the latest.
-    pub version: u32,
-    /// Input, a JSON object.
-    pub input: &'a Value,
-    /// Idempotency key.
-    pub idempotency_key: Option<&'a str>,
-    /// Delayed start.
-    pub start_at: Option<DateTime<Utc>>,
-    /// Schedule starting it.
-    pub schedule_id: Option<&'a str>,
-    /// Who starts it, recorded on the `workflow_started` event.
-    pub actor: &'a str,
-}
-
-/// A workflow with its current (or last) job.
-#[derive(Debug, Clone)]
-pub struct WorkflowView {
-    /// The workflow.
-    pub workflow: WorkflowRecord,
-    /// Its current or last job.
-    pub job: Option<JobRecord>,
-}
-
 /// A workflow to read, batched with the other reads waiting (see `group`): an
 /// `AwaitWorkflow` reads its workflow when it arrives, so under load many arrive together.
 pub(crate) struct Read(Uuid);
@@ -84,7 +56,7 @@ impl Applies<Read, WorkflowView> for Service {
     async fn apply_batch<'a>(
         &'a self,
         requests: &'a [&'a Read],
-    ) -> Result<Answers<WorkflowView>, ServiceError> {
+    ) -> Result<Answers<WorkflowView>, BatchError> {
         let ids: Vec<Uuid> = requests.iter().map(|r| r.0).collect();
         let client = self.pool().get().await?;
         let found = workflows::get_with_jobs(&client, &ids).await?;
@@ -105,15 +77,6 @@ impl Applies<Read, WorkflowView> for Service {
             })
             .collect())
     }
-}
-
-/// Result of a start.
-#[derive(Debug, Clone)]
-pub struct Started {
-    /// The workflow.
-    pub view: WorkflowView,
-    /// True when an idempotency key matched an existing workflow.
-    pub existing: bool,
 }
 
 /// Who performs an operator action, why, and what they saw.
@@ -253,7 +216,7 @@ impl Service {
             },
             graph,
             step: advance::start(graph),
-            vars: new.input,
+            vars: new.input.clone(),
             from: None,
             previous_key: None,
             events: vec![started],
@@ -353,7 +316,10 @@ impl Service {
                 }
             }
             if !waiter.wait_until(deadline).await {
-                return Ok((self.get_workflow(id).await?, false));
+                // `done` says what the view returned shows, whatever the caches believed.
+                let view = self.get_workflow(id).await?;
+                let done = view.workflow.status.is_done();
+                return Ok((view, done));
             }
             if let Some(view) = waiter.finished() {
                 return Ok((WorkflowView::clone(&view), true));
@@ -510,7 +476,7 @@ impl Service {
             workflow: Target::of(&wf),
             graph: &graph,
             step,
-            vars: &wf.vars,
+            vars: wf.vars.clone(),
             from: Some(&node),
             previous_key: previous_key.as_deref(),
             events: log,
@@ -556,15 +522,6 @@ impl Service {
             message: Some(non_empty(reason, "cancelled")),
             ..NewEvent::new(EventKind::JobCancelled, actor)
         }])
-    }
-}
-
-/// The engine's view of where a workflow stands.
-pub(crate) fn position_of(wf: &WorkflowRecord) -> Position {
-    Position {
-        node: wf.current_node.clone().unwrap_or_default(),
-        step_count: u32::try_from(wf.step_count).unwrap_or(0),
-        streaks: wf.streaks.clone(),
     }
 }
 

@@ -237,7 +237,7 @@ pub async fn next_job_ids(client: &impl GenericClient, n: i32) -> Result<Vec<i64
 /// completion 2-13% faster to execute. But a subscript into an array of variable-width
 /// elements (text, jsonb) walks it from the start, so that form costs the square of the
 /// batch, and `Many` keeps the plain `unnest` for big batches (docs/performance.md,
-/// session 7).
+/// 2026-11-23).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rows {
     /// First array unnested, the others subscripted.
@@ -698,7 +698,7 @@ pub struct Expected {
 /// that the only way the planner can find a job is by its id: a bare `state = 'active'` lets
 /// it read every active job through `jobs_expiry`, and a bare `workflow_id` test lets it read
 /// every job a workflow ever had through `jobs_workflow`, both costs that grow with the
-/// database (docs/performance.md, session 5). Each workflow written is returned with its new
+/// database (docs/performance.md, 2026-11-23). Each workflow written is returned with its new
 /// version and its current job (the one created, else the one ended).
 macro_rules! complete_warm {
     ($form:ident;) => {

@@ -315,10 +315,14 @@ const LOCK_WITH_WORKFLOW: &str = concat!(
     job_columns!(),
     ", ",
     super::workflows::workflow_columns!(),
-    ", now() FROM jobs j JOIN workflows w ON w.id = j.workflow_id WHERE j.id = $1 FOR UPDATE OF w"
+    ", now() FROM jobs j JOIN workflows w ON w.id = j.workflow_id WHERE j.id = $1 FOR UPDATE OF w, j"
 );
 
-/// A job read together with its locked workflow and the database clock.
+/// A job read together with its locked workflow and the database clock. Both rows are locked:
+/// a statement that waited for the workflow's lock then sees the job as the transaction it
+/// waited for left it, not as it was when the statement began (PostgreSQL re-reads only the
+/// rows a `FOR UPDATE` locks), so a completion racing an identical one is judged against the
+/// ended job, never against the workflow's next step.
 #[derive(Debug, Clone)]
 pub struct LockedJob {
     /// The job.
@@ -329,7 +333,7 @@ pub struct LockedJob {
     pub now: DateTime<Utc>,
 }
 
-/// Reads a job and locks its workflow row, in one round trip.
+/// Reads a job and locks it and its workflow row (see [`LockedJob`]), in one round trip.
 pub async fn lock_with_workflow(
     client: &impl GenericClient,
     id: i64,
@@ -349,10 +353,10 @@ const LOCK_MANY: &str = concat!(
     ", ",
     super::workflows::workflow_columns!(),
     ", now() FROM jobs j JOIN workflows w ON w.id = j.workflow_id WHERE j.id = ANY($1) \
-     ORDER BY w.id FOR UPDATE OF w"
+     ORDER BY w.id FOR UPDATE OF w, j"
 );
 
-/// Reads jobs and locks their workflows, in workflow id order so that two batches never wait
+/// Reads jobs and locks them and their workflows (see [`LockedJob`]), in workflow id order so that two batches never wait
 /// for each other crosswise; jobs not found are left out.
 pub async fn lock_many(
     client: &impl GenericClient,

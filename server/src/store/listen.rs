@@ -50,6 +50,8 @@ pub enum Notice {
     GraphStored(String),
     /// The listening connection was (re-)established; notifications may have been missed.
     Connected,
+    /// The listening connection was lost: notifications are missed until it is back.
+    Disconnected,
 }
 
 const NOTIFY_MANY: &str = "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)";
@@ -62,8 +64,9 @@ pub const LISTENER_APPLICATION: &str = "rondo-listener";
 const PEERS: &str = "SELECT count(*) FROM pg_stat_activity \
      WHERE datname = current_database() AND application_name = $1 AND pid <> $2";
 
-/// How long the notifier trusts its last look for other servers.
-const PEERS_FRESH: Duration = Duration::from_secs(1);
+/// How long the notifier trusts its last look for other servers: a server that starts
+/// listening may miss other servers' notifications for this long.
+pub const PEERS_FRESH: Duration = Duration::from_secs(1);
 
 /// The backend pid of this server's listening connection, 0 while it is not connected; the
 /// notifier leaves it out when it looks for other servers.
@@ -88,7 +91,7 @@ fn payload(notice: &Notice, origin: Uuid) -> Option<(&'static str, String)> {
         )),
         Notice::WorkflowChanged(id) => Some((WORKFLOWS_CHANNEL, format!("{origin}\t{id}"))),
         Notice::GraphStored(name) => Some((GRAPHS_CHANNEL, format!("{origin}\t{name}"))),
-        Notice::Connected => None,
+        Notice::Connected | Notice::Disconnected => None,
     }
 }
 
@@ -267,10 +270,12 @@ pub async fn run(
     let mut backoff = Duration::from_millis(100);
     loop {
         let session = listen_once(&database_url, origin, &listener, &tx, &shutdown);
-        match tokio::select! {
+        let ended = tokio::select! {
             () = shutdown.cancelled() => return,
             result = session => result,
-        } {
+        };
+        let _ = tx.send(Notice::Disconnected);
+        match ended {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(error) => tracing::warn!(%error, "notification listener lost its connection"),
         }

@@ -11,6 +11,7 @@ mod graphs;
 mod notifications;
 mod ops;
 mod planner;
+mod races;
 mod schedules;
 mod warm;
 mod workflows;

@@ -125,6 +125,12 @@ async fn a_workflow_changed_behind_a_warm_job_is_completed_from_the_stored_row()
     assert_eq!(vars["x"], 2, "the output is merged: {vars}");
     assert_eq!(metric(&server, WARM).await, 0.0);
     assert_eq!(metric(&server, LOCKED).await, 1.0);
+    let counted = r#"rondo_jobs_completed_total{operation="test.work",label="done"}"#;
+    assert_eq!(
+        metric(&server, counted).await,
+        1.0,
+        "decided twice (warm, then locked), written and counted once"
+    );
     let completions = support::history(&mut c, &id)
         .await
         .iter()
