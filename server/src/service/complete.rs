@@ -114,10 +114,14 @@ impl Service {
                 results.push(None);
             }
         }
-        self.hand_over_written(&written);
-        self.count(&outbox.counts);
-        let created: Vec<_> = written.into_iter().filter_map(|w| w.job).collect();
-        let leased = self.announce(outbox.notices, outbox.leases, &created);
+        let created: Vec<_> = written.iter().filter_map(|w| w.job.clone()).collect();
+        let leased = self.after_commit(
+            &written,
+            outbox.notices,
+            outbox.leases,
+            &outbox.counts,
+            &created,
+        );
         Ok(Some(with_next_jobs(results, leased)))
     }
 

@@ -249,9 +249,7 @@ impl Service {
         } = outbox;
         let flushed = writes.flush(&tx).await?;
         tx.commit().await?;
-        self.hand_over_written(&flushed.written);
-        self.count(&counts);
-        Ok(self.announce(notices, leases, &flushed.created))
+        Ok(self.after_commit(&flushed.written, notices, leases, &counts, &flushed.created))
     }
 
     /// Like [`Service::commit`] for a pipelined transaction: the writes and the COMMIT go in
@@ -270,9 +268,23 @@ impl Service {
         writes.prepare(tx.client()).await?;
         let flushed = tx.commit_with(writes.flush(tx.client())).await?;
         drop(tx);
-        self.hand_over_written(&flushed.written);
-        self.count(&counts);
-        Ok(self.announce(notices, leases, &flushed.created))
+        Ok(self.after_commit(&flushed.written, notices, leases, &counts, &flushed.created))
+    }
+
+    /// Carries out what a committed transaction announces, for what it wrote: the hand-overs
+    /// of `written`, the counts, the notices and the leases of the jobs `created`. Returns
+    /// the jobs leased to the caller.
+    pub(crate) fn after_commit(
+        &self,
+        written: &[batch::Written],
+        notices: Vec<Notice>,
+        leases: Vec<Lease>,
+        counts: &[(Uuid, Count)],
+        created: &[JobRecord],
+    ) -> Vec<LeasedJob> {
+        self.hand_over_written(written);
+        self.count(counts);
+        self.announce(notices, leases, created)
     }
 
     /// Records what written steps count.

@@ -96,13 +96,17 @@ impl Service {
         };
         // Committed from here on: nothing below may send the batch round again.
         let committed = !rows.is_empty();
-        self.hand_over_written(&started);
         outbox
             .counts
             .retain(|(id, _)| started.iter().any(|w| w.workflow.id == *id));
-        self.count(&outbox.counts);
         let jobs: Vec<JobRecord> = started.iter().filter_map(|w| w.job.clone()).collect();
-        self.announce(outbox.notices, outbox.leases, &jobs);
+        self.after_commit(
+            &started,
+            outbox.notices,
+            outbox.leases,
+            &outbox.counts,
+            &jobs,
+        );
 
         let delayed_starts: Vec<&Resolved<'_>> = resolved
             .iter()
