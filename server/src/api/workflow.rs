@@ -6,7 +6,8 @@ use tonic::{Request, Response, Status};
 use super::convert::{event, from_timestamp, status_filter, view, workflow};
 use super::{ApiResult, bounded_wait, parse_uuid};
 use crate::service::Service;
-use crate::service::workflows::{ListRequest, OperatorAction, StartRequest};
+use crate::service::start::StartRequest;
+use crate::service::workflows::{ListRequest, OperatorAction};
 
 /// WorkflowService over the use cases.
 #[derive(Clone)]

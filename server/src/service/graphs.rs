@@ -3,7 +3,8 @@
 
 use rondo_engine::{GraphDef, Problem};
 
-use super::{Service, ServiceError};
+use super::Service;
+use super::error::ServiceError;
 use crate::store::graphs;
 use crate::store::graphs::GraphRecord;
 use crate::store::listen::Notice;

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use futures::FutureExt;
 use tokio::sync::oneshot;
 
-use super::ServiceError;
+use super::error::ServiceError;
 use crate::store::StoreError;
 
 /// Most requests applied in one transaction.

@@ -3,10 +3,12 @@
 use rondo_engine::template::render_prompt;
 use serde_json::Value;
 
+use super::Service;
+use super::error::ServiceError;
 use super::plan::{self, EndJob};
+use super::step::Outbox;
 use super::types::WorkflowView;
 use super::workflows::{actor_of, page_size};
-use super::{Outbox, Service, ServiceError};
 use crate::store::jobs::{self, InboxFilter, JobState, JobWithWorkflow};
 
 /// An open human task, ready to show.

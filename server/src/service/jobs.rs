@@ -4,19 +4,20 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rondo_engine::Graph;
 use rondo_engine::model::LABEL_TIMEOUT;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
+use super::Service;
+use super::complete::refusals::parse_token;
 use super::dispatch::{Reservation, Wake};
-use super::plan::{self, EndJob, cancelled, lease_lost};
-use super::types::{Completed, Completion, LeasedJob, Pending};
-use super::{Outbox, Service, ServiceError};
+use super::error::ServiceError;
+use super::plan::{self, EndJob};
+use super::step::Outbox;
+use super::types::LeasedJob;
 use crate::store::GenericClient;
 use crate::store::events::{self, EventKind, NewEvent};
-use crate::store::jobs::{self, JobState, JobWithWorkflow};
+use crate::store::jobs::{self, JobState};
 use crate::store::listen::Notice;
 
 /// Most waiting pollers one claim query also leases jobs for.
@@ -89,7 +90,7 @@ impl Service {
                         self.metrics().job_leased(op);
                     }
                     let (graph, _) = self.graph(&client, &c.graph_name, c.graph_version).await?;
-                    let job = self.leased_job(&graph, c)?;
+                    let job = LeasedJob::new(&graph, c)?;
                     match slot
                         .checked_sub(mine)
                         .and_then(|i| peers.get_mut(i)?.take())
@@ -130,29 +131,6 @@ impl Service {
                 }
             }
         }
-    }
-
-    /// A leased job with what its worker needs from the node.
-    pub(crate) fn leased_job(
-        &self,
-        graph: &Graph,
-        claimed: JobWithWorkflow,
-    ) -> Result<LeasedJob, ServiceError> {
-        let node = graph.node(&claimed.job.node).ok_or_else(|| {
-            ServiceError::Internal(format!(
-                "job {} at unknown node `{}`",
-                claimed.job.id, claimed.job.node
-            ))
-        })?;
-        Ok(LeasedJob {
-            params: node.params.clone(),
-            labels: node.offered_labels(),
-            heartbeat_interval: node.heartbeat.or(claimed
-                .job
-                .timeout_ms
-                .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)))),
-            claimed,
-        })
     }
 
     /// Releases, until shutdown, the jobs leased to pollers that left before taking them.
@@ -268,51 +246,6 @@ impl Service {
         Ok(())
     }
 
-    /// Explains why a lease is not live: unknown job, cancelled, or lease lost.
-    async fn why_not_live(
-        &self,
-        client: &impl GenericClient,
-        job_id: i64,
-        token: Uuid,
-    ) -> Result<ServiceError, ServiceError> {
-        let job = jobs::get(client, job_id)
-            .await?
-            .ok_or_else(|| job_not_found(job_id))?;
-        Ok(match job.state {
-            JobState::Cancelled => cancelled(job_id),
-            _ if job.lease_token != Some(token) => {
-                lease_lost(job_id, "the lease token does not match")
-            }
-            _ => lease_lost(job_id, "the lease ran out or the job was given back"),
-        })
-    }
-
-    /// A worker ends its job: verifies the lease and the label, then advances the workflow.
-    /// Completions arriving together are applied in one transaction (see `complete`); each
-    /// is answered after that transaction commits. An identical repeat succeeds with no new
-    /// effect.
-    pub async fn complete_job(
-        &self,
-        job_id: i64,
-        token: &str,
-        completion: Completion,
-        next_operations: &[String],
-    ) -> Result<Completed, ServiceError> {
-        let token = parse_token(token)?;
-        let output = match &completion {
-            Completion::Label { output, .. } => Value::Object(self.parse_object("output", output)?),
-            Completion::Failure { .. } => Value::Object(Map::new()),
-        };
-        self.complete_queued(Pending {
-            job_id,
-            token,
-            completion,
-            output,
-            next_operations: next_operations.to_vec(),
-        })
-        .await
-    }
-
     /// The engine times out an expired lease (or a human node's clock). Returns false when the
     /// job was no longer expired (completed or extended meanwhile).
     pub async fn time_out(&self, job_id: i64) -> Result<bool, ServiceError> {
@@ -347,18 +280,4 @@ impl Service {
         }
         Ok(true)
     }
-}
-
-/// A lease token as the database stores it.
-fn parse_token(token: &str) -> Result<Uuid, ServiceError> {
-    token.parse().map_err(|_| {
-        ServiceError::Aborted(format!(
-            "lease lost: `{token}` is not a lease token; use the job's `lease_token`"
-        ))
-    })
-}
-
-/// A job id no row has.
-pub(crate) fn job_not_found(job_id: i64) -> ServiceError {
-    ServiceError::NotFound(format!("job {job_id} not found"))
 }

@@ -1,154 +1,47 @@
 //! Use cases. Each state change is ONE transaction: lock the workflow row, ask the pure engine
 //! what happens, and apply its answer through the store. Rule: no SQL here and no transport
 //! types; errors are [`ServiceError`], turned into gRPC statuses once, in `api/`.
+//!
+//! How a step flows: a use case (an entry in `complete/`, `start/`, `jobs`, `workflows`,
+//! `inbox`, `sweeper`, `schedules`) reads or locks its rows, `plan` decides the step without
+//! any IO, and `step` stages it in the transaction's outbox and carries out what it
+//! announces once it has committed. This module holds what they all share: the [`Service`]
+//! itself, its limits and the graph cache.
 
 pub mod complete;
 pub mod dispatch;
+pub mod error;
 pub mod graphs;
 mod group;
 pub mod inbox;
 pub mod jobs;
 mod plan;
 pub mod schedules;
-mod start;
+pub mod start;
 mod step;
 pub mod sweeper;
 pub mod types;
-mod warm;
+mod warm_jobs;
 pub mod workflows;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use rondo_engine::{Graph, GraphDef, Problem};
+use rondo_engine::{Graph, GraphDef};
 use serde_json::{Map, Value};
-use uuid::Uuid;
 
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
-use crate::store::batch::{self, Writes};
-use crate::store::jobs::{JobRecord, JobWithWorkflow};
+use crate::store::batch;
 use crate::store::listen::Notice;
-use crate::store::workflows::WorkflowStatus;
-use crate::store::{self, Pool, StoreError};
-use plan::Count;
-use types::{LeasedJob, WorkflowView};
+use crate::store::{self, Pool};
+use group::Group;
+use types::{Completed, Pending, PendingStart, Read, Started, WorkflowView};
 
 pub use dispatch::Dispatcher;
-
-/// Errors of the service layer; each maps to exactly one gRPC status code in `api/`.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    /// The request is malformed; the message says which field and how to fix it.
-    #[error("{0}")]
-    InvalidArgument(String),
-    /// A graph definition failed validation.
-    #[error("graph is invalid: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    InvalidGraph {
-        /// Every problem found.
-        problems: Vec<Problem>,
-    },
-    /// The named thing does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// The thing exists already in a different form.
-    #[error("{0}")]
-    AlreadyExists(String),
-    /// The system is not in the state the request needs.
-    #[error("{0}")]
-    FailedPrecondition(String),
-    /// The request lost a race (a lease, or an operator's expected state).
-    #[error("{0}")]
-    Aborted(String),
-    /// The database is unreachable; retry later.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// A bug or corrupt data; logged once, shown to clients as "internal error".
-    #[error("internal: {0}")]
-    Internal(String),
-}
-
-impl From<deadpool_postgres::PoolError> for ServiceError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError::from(e).into()
-    }
-}
-
-impl From<tokio_postgres::Error> for ServiceError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        StoreError::from(e).into()
-    }
-}
-
-impl From<StoreError> for ServiceError {
-    fn from(e: StoreError) -> Self {
-        match &e {
-            StoreError::Pool(_) => ServiceError::Unavailable(e.to_string()),
-            StoreError::Db(db) if db.is_closed() || db.as_db_error().is_none() => {
-                ServiceError::Unavailable(e.to_string())
-            }
-            _ => ServiceError::Internal(e.to_string()),
-        }
-    }
-}
-
-/// What a transaction writes and announces: the writes its steps gathered (sent in a few
-/// array statements just before the commit), and the notifications, leased jobs and counts
-/// that [`Service::commit`] carries out once it has committed. Nothing in it leaves the
-/// process before then, so a step that is decided again (a fallback) counts once.
-#[derive(Default)]
-pub(crate) struct Outbox {
-    /// Writes not yet sent.
-    pub writes: Writes,
-    /// Notifications for waiting pollers and watchers, here and on other servers.
-    pub notices: Vec<Notice>,
-    /// Jobs leased inside the transaction, delivered after it commits.
-    pub leases: Vec<Lease>,
-    /// What the steps count, by workflow: recorded for the workflows written.
-    pub counts: Vec<(Uuid, Count)>,
-}
-
-impl Outbox {
-    /// Nothing yet.
-    pub fn new() -> Self {
-        Outbox::default()
-    }
-
-    /// Adds a notification.
-    pub fn push(&mut self, notice: Notice) {
-        self.notices.push(notice);
-    }
-
-    /// Takes over another outbox, after this one's contents.
-    pub fn extend(&mut self, other: Outbox) {
-        self.writes.extend(other.writes);
-        self.notices.extend(other.notices);
-        self.leases.extend(other.leases);
-        self.counts.extend(other.counts);
-    }
-}
-
-/// A job leased inside a transaction, with what its worker needs, and who gets it.
-pub(crate) struct Lease {
-    /// The job.
-    pub job_id: i64,
-    /// Its workflow's graph.
-    pub graph: Arc<Graph>,
-    /// Graph name and version, vars and input of its workflow after the step.
-    pub context: (String, i32, Value, Value),
-    /// Who gets it.
-    pub to: Recipient,
-}
-
-/// Who a job leased inside a transaction goes to.
-pub(crate) enum Recipient {
-    /// The caller, in its answer (eager dispatch on completion).
-    Caller,
-    /// A poller waiting on this server.
-    Poller(dispatch::Reservation),
-}
+pub use error::ServiceError;
 
 /// Validated graphs by (name, version).
 type GraphCache = HashMap<(String, i32), Arc<Graph>>;
@@ -194,14 +87,14 @@ pub struct Service {
     /// Job ids taken from the sequence ahead of need, so a step knows its job's id before
     /// writing anything.
     job_ids: Arc<Mutex<VecDeque<i64>>>,
-    /// Completions waiting to be applied together.
-    completions: Arc<complete::Completions>,
-    /// Starts waiting to be applied together.
-    starts: Arc<start::Starts>,
+    /// Completions waiting to be applied together (see `complete`).
+    completions: Arc<Group<Pending, Completed>>,
+    /// Starts waiting to be applied together (see `start`).
+    starts: Arc<Group<PendingStart, Started>>,
     /// Workflow reads waiting for their batch.
-    reads: Arc<workflows::Reads>,
+    reads: Arc<Group<Read, WorkflowView>>,
     /// Jobs leased as this server wrote them, for completions decided from memory.
-    warm: Arc<warm::WarmJobs>,
+    warm: Arc<warm_jobs::WarmJobs>,
     /// Turns to run a claim query: at most a quarter of the pool claims at once.
     claims: Arc<tokio::sync::Semaphore>,
 }
@@ -230,138 +123,6 @@ impl Service {
             warm: Arc::default(),
             claims: Arc::new(tokio::sync::Semaphore::new(claim_turns)),
         }
-    }
-
-    /// Sends the gathered writes and commits, then wakes this server's own waiters in memory,
-    /// hands the notifications to the notifier for the other servers, and delivers the jobs
-    /// leased to waiting pollers. Returns the jobs leased to the caller. A notification lost
-    /// after the commit only delays a wake-up until the dispatcher's periodic re-check.
-    pub(crate) async fn commit(
-        &self,
-        tx: store::Transaction<'_>,
-        outbox: Outbox,
-    ) -> Result<Vec<LeasedJob>, ServiceError> {
-        let Outbox {
-            writes,
-            notices,
-            leases,
-            counts,
-        } = outbox;
-        let flushed = writes.flush(&tx).await?;
-        tx.commit().await?;
-        Ok(self.after_commit(&flushed.written, notices, leases, &counts, &flushed.created))
-    }
-
-    /// Like [`Service::commit`] for a pipelined transaction: the writes and the COMMIT go in
-    /// one round trip.
-    pub(crate) async fn commit_pipelined(
-        &self,
-        tx: store::PipelinedTx,
-        outbox: Outbox,
-    ) -> Result<Vec<LeasedJob>, ServiceError> {
-        let Outbox {
-            writes,
-            notices,
-            leases,
-            counts,
-        } = outbox;
-        writes.prepare(tx.client()).await?;
-        let flushed = tx.commit_with(writes.flush(tx.client())).await?;
-        drop(tx);
-        Ok(self.after_commit(&flushed.written, notices, leases, &counts, &flushed.created))
-    }
-
-    /// Carries out what a committed transaction announces, for what it wrote: the hand-overs
-    /// of `written`, the counts, the notices and the leases of the jobs `created`. Returns
-    /// the jobs leased to the caller.
-    pub(crate) fn after_commit(
-        &self,
-        written: &[batch::Written],
-        notices: Vec<Notice>,
-        leases: Vec<Lease>,
-        counts: &[(Uuid, Count)],
-        created: &[JobRecord],
-    ) -> Vec<LeasedJob> {
-        self.hand_over_written(written);
-        self.count(counts);
-        self.announce(notices, leases, created)
-    }
-
-    /// Records what written steps count.
-    pub(crate) fn count(&self, counts: &[(Uuid, Count)]) {
-        let metrics = self.metrics();
-        for (_, count) in counts {
-            match count {
-                Count::Created(operation) => metrics.job_created(operation),
-                Count::Completed { operation, label } => metrics.job_completed(operation, label),
-                Count::Retried(node) => metrics.retried(node),
-                Count::Transition(took) => metrics.transition(*took),
-            }
-        }
-    }
-
-    /// After a commit: remembers the jobs of `written` leased as they were written (see
-    /// `warm`) and the workflows left running, and hands the workflows that completed or were
-    /// cancelled to this server's watchers, so that they answer without reading them back
-    /// (before the notices wake them).
-    fn hand_over_written(&self, written: &[batch::Written]) {
-        self.warm.remember(written);
-        for w in written {
-            let running = w.workflow.status == WorkflowStatus::Running;
-            self.dispatch.wrote_workflow(w.workflow.id, running);
-            if let (true, Some(job)) = (w.workflow.status.is_final(), &w.job) {
-                self.dispatch.workflow_finished(Arc::new(WorkflowView {
-                    workflow: w.workflow.clone(),
-                    job: Some(job.clone()),
-                }));
-            }
-        }
-    }
-
-    /// After a commit: wakes this server's own waiters in memory, hands the notifications to
-    /// the notifier for the other servers, and delivers the jobs leased to waiting pollers.
-    /// Returns the jobs leased to the caller. A lease whose job was not written (its workflow
-    /// was not inserted after all) is dropped, which sends its poller back to look. It cannot
-    /// fail: what it announces has committed.
-    pub(crate) fn announce(
-        &self,
-        notices: Vec<Notice>,
-        leases: Vec<Lease>,
-        jobs: &[JobRecord],
-    ) -> Vec<LeasedJob> {
-        for notice in notices {
-            self.dispatch.deliver(notice.clone());
-            let _ = self.notifier.send(notice);
-        }
-        let mut mine = Vec::new();
-        for lease in leases {
-            let Some(job) = jobs.iter().find(|j| j.id == lease.job_id) else {
-                continue;
-            };
-            let leased = match self
-                .leased_job(&lease.graph, with_context(job.clone(), lease.context))
-            {
-                Ok(leased) => leased,
-                Err(error) => {
-                    // Its node is in its validated graph, so this cannot happen; the job's
-                    // lease runs out and the engine times it out.
-                    tracing::error!(job = job.id, %error, "a job leased at commit cannot be handed over");
-                    continue;
-                }
-            };
-            if let Some(op) = &job.operation {
-                self.metrics.job_leased(op);
-            }
-            match lease.to {
-                Recipient::Caller => mine.push(leased),
-                Recipient::Poller(reservation) => {
-                    if let Err(job) = reservation.deliver(leased) {
-                        self.dispatch.orphan(*job);
-                    }
-                }
-            }
-        }
-        mine
     }
 
     /// The next job id, from the ids taken ahead.
@@ -516,20 +277,6 @@ fn json_kind(v: &Value) -> &'static str {
 
 /// Job ids taken from the sequence at a time: one query per this many steps.
 const JOB_IDS_AHEAD: i32 = 100;
-
-/// A created job with its workflow's graph, vars and input.
-fn with_context(
-    job: JobRecord,
-    (graph_name, graph_version, vars, input): (String, i32, Value, Value),
-) -> JobWithWorkflow {
-    JobWithWorkflow {
-        job,
-        graph_name,
-        graph_version,
-        vars,
-        input,
-    }
-}
 
 /// Converts a count to the database's integer type, saturating.
 pub(crate) fn to_i32(n: u32) -> i32 {

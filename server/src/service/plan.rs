@@ -15,8 +15,10 @@ use rondo_engine::model::{LABEL_ERROR, LABEL_TIMEOUT, NodeDef, RESERVED_LABELS};
 use rondo_engine::{EngineError, Graph, Next, Position, Step, advance};
 use serde_json::{Value, json};
 
+use super::complete::refusals::{cancelled, lease_lost};
+use super::error::ServiceError;
 use super::types::{Applied, Completion, Pending};
-use super::{Limits, ServiceError, millis, to_i32};
+use super::{Limits, millis, to_i32};
 use crate::store::batch::{JobEnd, WorkflowUpdate};
 use crate::store::events::{EventKind, NewEvent};
 use crate::store::jobs::{JobState, LockedJob};
@@ -520,18 +522,4 @@ pub(crate) fn position_of(wf: &WorkflowRecord) -> Position {
         step_count: u32::try_from(wf.step_count).unwrap_or(0),
         streaks: wf.streaks.clone(),
     }
-}
-
-/// A lease that is no longer the caller's.
-pub(crate) fn lease_lost(job_id: i64, why: &str) -> ServiceError {
-    ServiceError::Aborted(format!(
-        "lease lost: job {job_id}: {why}; drop the result, the engine has moved on"
-    ))
-}
-
-/// A job whose workflow was cancelled or moved on.
-pub(crate) fn cancelled(job_id: i64) -> ServiceError {
-    ServiceError::FailedPrecondition(format!(
-        "cancelled: job {job_id} was cancelled (its workflow was cancelled or moved on); stop working on it"
-    ))
 }

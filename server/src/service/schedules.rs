@@ -27,8 +27,10 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use serde_json::Value;
 
+use super::Service;
+use super::error::ServiceError;
+use super::step::Outbox;
 use super::types::NewStart;
-use super::{Outbox, Service, ServiceError};
 use crate::store::schedules::{self, DueSchedule, NewSchedule, Overlap, ScheduleRecord, TickDone};
 use crate::store::workflows::{self, WorkflowStatus};
 

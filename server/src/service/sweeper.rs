@@ -12,9 +12,11 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::Service;
+use super::error::ServiceError;
 use super::plan::{Apply, Target, position_of};
+use super::step::Outbox;
 use super::workflows::not_found;
-use super::{Outbox, Service, ServiceError};
 use crate::store::batch::WorkflowUpdate;
 use crate::store::events::{EventKind, NewEvent};
 use crate::store::jobs;

@@ -9,6 +9,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use rondo_engine::Graph;
+
+use super::error::ServiceError;
 use crate::store::jobs::{JobRecord, JobWithWorkflow};
 use crate::store::workflows::{WorkflowRecord, WorkflowStatus};
 
@@ -23,6 +26,27 @@ pub struct LeasedJob {
     pub labels: Vec<String>,
     /// How often to heartbeat.
     pub heartbeat_interval: Option<Duration>,
+}
+
+impl LeasedJob {
+    /// A claimed job with what its worker needs from its node in `graph`.
+    pub(crate) fn new(graph: &Graph, claimed: JobWithWorkflow) -> Result<LeasedJob, ServiceError> {
+        let node = graph.node(&claimed.job.node).ok_or_else(|| {
+            ServiceError::Internal(format!(
+                "job {} at unknown node `{}`",
+                claimed.job.id, claimed.job.node
+            ))
+        })?;
+        Ok(LeasedJob {
+            params: node.params.clone(),
+            labels: node.offered_labels(),
+            heartbeat_interval: node.heartbeat.or(claimed
+                .job
+                .timeout_ms
+                .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)))),
+            claimed,
+        })
+    }
 }
 
 /// How a worker ends a job.
@@ -145,3 +169,7 @@ impl PendingStart {
         }
     }
 }
+
+/// A workflow to read, batched with the other reads waiting (see `group`): an
+/// `AwaitWorkflow` reads its workflow when it arrives, so under load many arrive together.
+pub(crate) struct Read(pub Uuid);

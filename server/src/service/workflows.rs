@@ -1,46 +1,25 @@
 //! Workflow use cases: start (with idempotency keys and delayed starts), read, list, history,
 //! await, and the operator actions cancel, move and retry.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rondo_engine::{EngineError, Graph, Position, advance};
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use rondo_engine::{EngineError, Position, advance};
+use serde_json::json;
 use uuid::Uuid;
 
+use super::Service;
+use super::error::ServiceError;
 use super::group::{self, Answers, Applies, BatchError, Keyed};
 use super::plan::{Apply, Target, position_of};
-use super::types::{NewStart, PendingStart, Started, WorkflowView};
-use super::{Outbox, Service, ServiceError, millis};
+use super::step::Outbox;
+use super::types::{Read, WorkflowView};
 use crate::store::batch::JobEnd;
 use crate::store::events::{self, EventKind, EventRecord, NewEvent};
 use crate::store::jobs::{self, JobState};
 use crate::store::listen::Notice;
-use crate::store::workflows::{self, ListFilter, NewWorkflow, WorkflowRecord, WorkflowStatus};
+use crate::store::workflows::{self, ListFilter, WorkflowRecord, WorkflowStatus};
 use crate::store::{self, GenericClient};
-
-/// A request to start a workflow.
-#[derive(Debug, Clone, Default)]
-pub struct StartRequest {
-    /// Graph name.
-    pub graph: String,
-    /// Graph version; 0 for the latest.
-    pub version: u32,
-    /// Input JSON text ("" for `{}`).
-    pub input: String,
-    /// Idempotency key.
-    pub idempotency_key: Option<String>,
-    /// Delayed start.
-    pub start_at: Option<DateTime<Utc>>,
-    /// Schedule starting it.
-    pub schedule_id: Option<String>,
-}
-
-/// A workflow to read, batched with the other reads waiting (see `group`): an
-/// `AwaitWorkflow` reads its workflow when it arrives, so under load many arrive together.
-pub(crate) struct Read(Uuid);
 
 impl Keyed for Read {
     type Key = Uuid;
@@ -48,9 +27,6 @@ impl Keyed for Read {
         None
     }
 }
-
-/// Reads waiting to be done together.
-pub(crate) type Reads = group::Group<Read, WorkflowView>;
 
 impl Applies<Read, WorkflowView> for Service {
     async fn apply_batch<'a>(
@@ -115,119 +91,6 @@ pub struct ListRequest {
 }
 
 impl Service {
-    /// Starts a workflow, or returns the one its idempotency key already started. Starts
-    /// arriving together share one transaction (see `start`).
-    pub async fn start_workflow(&self, req: StartRequest) -> Result<Started, ServiceError> {
-        if req.graph.is_empty() {
-            return Err(ServiceError::InvalidArgument(
-                "`graph` is required: name the graph to start".into(),
-            ));
-        }
-        let input = Value::Object(self.parse_object("input", &req.input)?);
-        self.start_queued(PendingStart {
-            graph: req.graph,
-            version: req.version,
-            input,
-            idempotency_key: req.idempotency_key,
-            start_at: req.start_at,
-            schedule_id: req.schedule_id,
-        })
-        .await
-    }
-
-    /// The workflow an idempotency key already started, when `new` repeats its request;
-    /// ALREADY_EXISTS when the request differs.
-    pub(crate) async fn existing_start(
-        &self,
-        client: &impl GenericClient,
-        new: &NewStart<'_>,
-    ) -> Result<Started, ServiceError> {
-        let key = new.idempotency_key.unwrap_or_default();
-        let existing = workflows::get_by_key(client, key)
-            .await?
-            .ok_or_else(|| ServiceError::Internal(format!("idempotency key `{key}` vanished")))?;
-        if existing.request_hash.as_deref() != Some(request_hash(new).as_str()) {
-            return Err(ServiceError::AlreadyExists(format!(
-                "idempotency key `{key}` already started workflow {} with a different request \
-                 (graph, version, input or start time); repeat the original request or use a new key",
-                existing.id
-            )));
-        }
-        let view = self.view_with(client, existing).await?;
-        Ok(Started {
-            view,
-            existing: true,
-        })
-    }
-
-    /// Creates a workflow inside the caller's transaction: the row, its `workflow_started`
-    /// event, and its first job unless it is PENDING. Returns its id, or `None` when the
-    /// idempotency key already names a workflow (nothing is written then).
-    pub(crate) async fn insert_workflow(
-        &self,
-        tx: &impl GenericClient,
-        new: &NewStart<'_>,
-        outbox: &mut Outbox,
-    ) -> Result<Option<Uuid>, ServiceError> {
-        let (graph, version) = self
-            .graph(tx, new.graph, super::to_i32(new.version))
-            .await?;
-        let hash = request_hash(new);
-        let row = new_row(new, Uuid::now_v7(), &graph, version, &hash);
-        let Some(inserted) = workflows::insert_many(tx, &[row]).await?.pop() else {
-            return Ok(None);
-        };
-        self.enter_first(
-            tx,
-            new,
-            (inserted.id, inserted.status),
-            &graph,
-            version,
-            outbox,
-        )
-        .await?;
-        Ok(Some(inserted.id))
-    }
-
-    /// Records a new workflow's start and, unless it is PENDING, enters its first node.
-    pub(crate) async fn enter_first(
-        &self,
-        tx: &impl GenericClient,
-        new: &NewStart<'_>,
-        (id, status): (Uuid, WorkflowStatus),
-        graph: &Arc<Graph>,
-        version: i32,
-        outbox: &mut Outbox,
-    ) -> Result<(), ServiceError> {
-        let started = NewEvent {
-            data: Some(json!({ "graph": new.graph, "version": version, "start_at": new.start_at })),
-            ..NewEvent::new(EventKind::WorkflowStarted, new.actor)
-        };
-        if status != WorkflowStatus::Running {
-            outbox.writes.append(id, [started]);
-            return Ok(());
-        }
-        let apply = Apply {
-            workflow: Target {
-                id,
-                graph_name: new.graph,
-                graph_version: version,
-                input: new.input,
-            },
-            graph,
-            step: advance::start(graph),
-            vars: new.input.clone(),
-            from: None,
-            previous_key: None,
-            events: vec![started],
-            actor: "engine",
-            clear_deadline: false,
-            eager: None,
-        };
-        self.apply(tx, apply, outbox).await?;
-        Ok(())
-    }
-
     /// Reads a workflow with its current job.
     pub async fn get_workflow(&self, id: Uuid) -> Result<WorkflowView, ServiceError> {
         group::submit(&self.reads, self, Read(id), "workflow read").await
@@ -563,36 +426,4 @@ fn parse_page_token(token: &str) -> Result<(DateTime<Utc>, Uuid), ServiceError> 
     let (micros, id) = token.split_once('_').ok_or_else(bad)?;
     let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
     Ok((at, id.parse().map_err(|_| bad())?))
-}
-
-/// The row of a new workflow.
-pub(crate) fn new_row<'a>(
-    new: &NewStart<'a>,
-    id: Uuid,
-    graph: &Graph,
-    version: i32,
-    request_hash: &'a str,
-) -> NewWorkflow<'a> {
-    NewWorkflow {
-        id,
-        graph_name: new.graph,
-        graph_version: version,
-        input: new.input,
-        idempotency_key: new.idempotency_key,
-        request_hash: Some(request_hash),
-        schedule_id: new.schedule_id,
-        start_at: new.start_at,
-        deadline_ms: graph.deadline().map(millis),
-    }
-}
-
-pub(crate) fn request_hash(new: &NewStart<'_>) -> String {
-    let canonical = json!({
-        "graph": new.graph,
-        "version": new.version,
-        "input": new.input,
-        "start_at": new.start_at.map(|t| t.timestamp_micros()),
-    });
-    let digest = Sha256::digest(canonical.to_string().as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }

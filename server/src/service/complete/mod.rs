@@ -1,6 +1,14 @@
-//! Group commit of job completions (see `group`). Each caller is answered only after the
-//! commit that applied its completion. A batch that fails as a whole (a database error) is
-//! retried one completion at a time, so one bad completion cannot fail the others.
+//! A worker's `CompleteJob` or `FailJob`, from its checks to its answer. The whole way:
+//!
+//! 1. [`Service::complete_job`] checks the token and the output, and queues the completion;
+//!    `group` gathers the completions that arrive together into one batch and hands it to
+//!    `apply_batch` below. Each caller is answered only after the commit that applied its
+//!    completion. A batch that fails as a whole (a database error) before it committed is
+//!    retried one completion at a time, so one bad completion cannot fail the others.
+//! 2. `plan::judge` decides each completion from its row without IO: a refusal (see
+//!    `refusals`), an identical repeat, or a step.
+//! 3. `step` stages each step in the batch's outbox, then carries it out after the commit;
+//!    the SQL is in `store::batch`.
 //!
 //! A batch goes one of two ways:
 //! - **warm**: every job was leased by this server as it wrote it (see `warm`). The steps are
@@ -11,18 +19,23 @@
 //!   decided in memory, and the writes of all of them go as a handful of array statements
 //!   with the commit.
 
-use chrono::Utc;
+pub(crate) mod refusals;
+mod warm;
+
 use std::collections::HashSet;
+
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::Service;
+use super::error::ServiceError;
 use super::group::{self, Answers, Applies, BatchError, Keyed};
 use super::plan::{self, Judged, StepPlan};
-use super::types::{Completed, LeasedJob, Pending};
-use super::warm::Warm;
-use super::{Outbox, Service, ServiceError};
-use crate::store::batch::{self, Expected};
-use crate::store::jobs::{self, JobState, LockedJob};
+use super::step::Outbox;
+use super::types::{Completed, Completion, LeasedJob, Pending};
+use crate::store::jobs::{self, JobState};
 use crate::store::{GenericClient, PipelinedTx};
+use refusals::{job_not_found, parse_token};
 
 impl Keyed for Pending {
     type Key = i64;
@@ -31,15 +44,30 @@ impl Keyed for Pending {
     }
 }
 
-/// Completions waiting to be applied together.
-pub(crate) type Completions = group::Group<Pending, Completed>;
-
 impl Service {
-    /// Queues a checked completion and waits for its batch to commit.
-    pub(crate) async fn complete_queued(
+    /// A worker ends its job: verifies the lease and the label, then advances the workflow.
+    /// Completions arriving together are applied in one transaction (see the module); each
+    /// is answered after that transaction commits. An identical repeat succeeds with no new
+    /// effect.
+    pub async fn complete_job(
         &self,
-        pending: Pending,
+        job_id: i64,
+        token: &str,
+        completion: Completion,
+        next_operations: &[String],
     ) -> Result<Completed, ServiceError> {
+        let token = parse_token(token)?;
+        let output = match &completion {
+            Completion::Label { output, .. } => Value::Object(self.parse_object("output", output)?),
+            Completion::Failure { .. } => Value::Object(Map::new()),
+        };
+        let pending = Pending {
+            job_id,
+            token,
+            completion,
+            output,
+            next_operations: next_operations.to_vec(),
+        };
         group::submit(&self.completions, self, pending, "completion").await
     }
 
@@ -47,82 +75,12 @@ impl Service {
     async fn try_batch(&self, batch: &[&Pending]) -> Result<Answers<Completed>, BatchError> {
         let leases: Vec<(i64, Uuid)> = batch.iter().map(|p| (p.job_id, p.token)).collect();
         if let Some(warm) = self.warm.take_all(&leases)
-            && let Some(answers) = self.try_warm(batch, warm).await?
+            && let Some((results, leased)) = self.try_warm(batch, warm).await?
         {
-            return Ok(answers);
+            return Ok(with_next_jobs(results, leased));
         }
         self.warm.forget(leases.iter().map(|(id, _)| *id));
         self.try_locked(batch).await
-    }
-
-    /// Applies a batch of warm completions with one statement. None, with nothing written,
-    /// when a step cannot be decided from memory (a refusal, say): the locking way decides it
-    /// from the stored rows. A completion whose workflow row changed since it was written
-    /// here is answered None, for the next batch.
-    async fn try_warm(
-        &self,
-        batch: &[&Pending],
-        warm: Vec<Warm>,
-    ) -> Result<Option<Answers<Completed>>, BatchError> {
-        let client = self.pool().get().await?;
-        let now = Utc::now();
-        let mut rows = Vec::with_capacity(warm.len());
-        for Warm {
-            workflow,
-            version,
-            job,
-        } in warm
-        {
-            let graph = self.graph_of(&client, &workflow).await?;
-            rows.push((LockedJob { job, workflow, now }, version, graph));
-        }
-        let mut plans = Vec::with_capacity(batch.len());
-        for (&pending, (locked, _, graph)) in batch.iter().zip(&rows) {
-            match plan::judge(pending, locked, graph, self.limits(), rand::random()) {
-                Judged::Step(plan) => plans.push(*plan),
-                Judged::Repeat { .. } | Judged::Refused { .. } => return Ok(None),
-            }
-        }
-        let mut expected = Vec::with_capacity(batch.len());
-        let mut steps = Vec::with_capacity(batch.len());
-        let mut writes = batch::Writes::default();
-        for ((&pending, (_, version, _)), plan) in batch.iter().zip(&rows).zip(plans) {
-            let id = plan.workflow.id;
-            let mut step = Outbox::new();
-            let completed = self.stage_completion(&client, plan, &mut step).await?;
-            expected.push(Expected {
-                workflow_id: id,
-                version: *version,
-                job_id: pending.job_id,
-                token: pending.token,
-            });
-            writes.extend(std::mem::take(&mut step.writes));
-            steps.push((completed, id, step));
-        }
-        let written = batch::complete_warm(&client, &expected, writes).await?;
-        drop(client);
-        self.metrics()
-            .completion_batch(batch.len(), "warm", written.len());
-        let mut outbox = Outbox::new();
-        let mut results = Vec::with_capacity(batch.len());
-        for (completed, id, step) in steps {
-            if written.iter().any(|w| w.workflow.id == id) {
-                outbox.extend(step);
-                results.push(Some(Ok((completed, id))));
-            } else {
-                // Dropping the step hands its reserved poller back, uncounted.
-                results.push(None);
-            }
-        }
-        let created: Vec<_> = written.iter().filter_map(|w| w.job.clone()).collect();
-        let leased = self.after_commit(
-            &written,
-            outbox.notices,
-            outbox.leases,
-            &outbox.counts,
-            &created,
-        );
-        Ok(Some(with_next_jobs(results, leased)))
     }
 
     /// Applies a batch in one transaction that locks every workflow and job first. Each
@@ -141,7 +99,7 @@ impl Service {
         let mut results = Vec::with_capacity(batch.len());
         for &pending in batch {
             let Some(i) = locked.iter().position(|l| l.job.id == pending.job_id) else {
-                results.push(Some(Err(super::jobs::job_not_found(pending.job_id))));
+                results.push(Some(Err(job_not_found(pending.job_id))));
                 continue;
             };
             let locked = &locked[i];
@@ -227,9 +185,16 @@ impl Service {
         let (graph, _) = self
             .graph(client, &job.graph_name, job.graph_version)
             .await?;
-        Ok(Some(self.leased_job(&graph, job)?))
+        Ok(Some(LeasedJob::new(&graph, job)?))
     }
 }
+
+/// A batch's answers as decided, each with its workflow, before the jobs leased by their
+/// steps (the second part) are given to them.
+type Decided = (
+    Vec<Option<Result<(Completed, Uuid), ServiceError>>>,
+    Vec<LeasedJob>,
+);
 
 /// The answers of a batch, each with the job leased to its worker by its step (eager
 /// dispatch), if any.

@@ -1,23 +1,52 @@
-//! Group commit of workflow starts (see `group`): one transaction inserts every new workflow
+//! A `StartWorkflow`, from its checks to its answer. [`Service::start_workflow`] checks the
+//! request and queues it; `group` gathers the starts that arrive together and hands them to
+//! `apply_batch` below. The new rows and first steps are built in `first`, and a repeated
+//! idempotency key is answered in `refusals`.
+//!
+//! One transaction inserts every new workflow
 //! with one statement, enters each first node in memory, and sends the writes of all of them
 //! as a handful of array statements before one commit; the answers are read back with two
 //! queries. A start whose idempotency key already exists is answered from the existing
 //! workflow. A batch that fails as a whole (a database error) before anything committed is
 //! retried one start at a time; once a write has committed, the batch is never applied again.
 
+mod first;
+mod refusals;
+
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use rondo_engine::Graph;
+use serde_json::Value;
 use uuid::Uuid;
 
+use super::error::ServiceError;
 use super::group::{self, Answers, Applies, BatchError, Keyed, clone_error};
+use super::step::Outbox;
 use super::types::{NewStart, PendingStart, Started, WorkflowView};
-use super::workflows::{new_row, request_hash};
-use super::{Outbox, Service, ServiceError, to_i32};
+use super::{Service, to_i32};
 use crate::store::GenericClient;
 use crate::store::batch;
 use crate::store::jobs::JobRecord;
 use crate::store::workflows::{self, WorkflowStatus};
+use first::{new_row, request_hash};
+
+/// A request to start a workflow.
+#[derive(Debug, Clone, Default)]
+pub struct StartRequest {
+    /// Graph name.
+    pub graph: String,
+    /// Graph version; 0 for the latest.
+    pub version: u32,
+    /// Input JSON text ("" for `{}`).
+    pub input: String,
+    /// Idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Delayed start.
+    pub start_at: Option<DateTime<Utc>>,
+    /// Schedule starting it.
+    pub schedule_id: Option<String>,
+}
 
 impl Keyed for PendingStart {
     type Key = String;
@@ -25,9 +54,6 @@ impl Keyed for PendingStart {
         self.idempotency_key.clone()
     }
 }
-
-/// Starts waiting to be applied together.
-pub(crate) type Starts = group::Group<PendingStart, Started>;
 
 /// A graph as a start names it: name and version (0 for the latest).
 type GraphKey<'a> = (&'a str, u32);
@@ -42,11 +68,23 @@ struct Resolved<'a> {
 }
 
 impl Service {
-    /// Queues a checked start and waits for its batch to commit.
-    pub(crate) async fn start_queued(
-        &self,
-        pending: PendingStart,
-    ) -> Result<Started, ServiceError> {
+    /// Starts a workflow, or returns the one its idempotency key already started. Starts
+    /// arriving together share one transaction (see the module).
+    pub async fn start_workflow(&self, req: StartRequest) -> Result<Started, ServiceError> {
+        if req.graph.is_empty() {
+            return Err(ServiceError::InvalidArgument(
+                "`graph` is required: name the graph to start".into(),
+            ));
+        }
+        let input = Value::Object(self.parse_object("input", &req.input)?);
+        let pending = PendingStart {
+            graph: req.graph,
+            version: req.version,
+            input,
+            idempotency_key: req.idempotency_key,
+            start_at: req.start_at,
+            schedule_id: req.schedule_id,
+        };
         group::submit(&self.starts, self, pending, "start").await
     }
 
