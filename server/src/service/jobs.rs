@@ -16,8 +16,8 @@ use super::plan::{self, EndJob};
 use super::step::Outbox;
 use super::types::LeasedJob;
 use crate::store::GenericClient;
-use crate::store::events::{self, EventKind, NewEvent};
-use crate::store::jobs::{self, JobState};
+use crate::store::events::{EventKind, NewEvent};
+use crate::store::jobs;
 use crate::store::listen::Notice;
 
 /// Most waiting pollers one claim query also leases jobs for.
@@ -199,9 +199,12 @@ impl Service {
                             job.worker.clone().unwrap_or_default(),
                         )
                     };
-                    events::append(&tx, job.workflow_id, &[event]).await?;
+                    let mut outbox = Outbox::new();
+                    outbox.writes.append(job.workflow_id, [event]);
+                    self.commit(tx, outbox).await?;
+                } else {
+                    tx.commit().await?;
                 }
-                tx.commit().await?;
                 Ok(expires)
             }
             None => Err(self.why_not_live(&tx, job_id, token).await?),
@@ -234,13 +237,13 @@ impl Service {
             }),
             ..NewEvent::new(EventKind::JobReleased, "worker")
         };
-        events::append(&tx, workflow_id, &[event]).await?;
         let ready = Notice::JobReady {
             operation,
             available_at: Utc::now(),
             count: 1,
         };
         let mut outbox = Outbox::new();
+        outbox.writes.append(workflow_id, [event]);
         outbox.push(ready);
         self.commit(tx, outbox).await?;
         Ok(())
@@ -254,9 +257,7 @@ impl Service {
         let Some(locked) = jobs::lock_with_workflow(&tx, job_id).await? else {
             return Ok(false);
         };
-        let expired = locked.job.state == JobState::Active
-            && locked.job.lease_expires_at.is_some_and(|t| t <= locked.now);
-        if !expired {
+        if locked.job.lease_ran_out(locked.now) != Some(true) {
             return Ok(false);
         }
         let graph = self.graph_of(&tx, &locked.workflow).await?;

@@ -448,8 +448,10 @@ pub(crate) fn judge<'a>(
     };
     let LockedJob { job, workflow, now } = locked;
     let worker = job.worker.as_deref().unwrap_or("worker");
-    let live = job.state == JobState::Active && job.lease_token == Some(token);
-    if !live || job.lease_expires_at.is_some_and(|t| t <= *now) {
+    let live = job.state == JobState::Active
+        && job.lease_token == Some(token)
+        && job.lease_ran_out(*now) != Some(true);
+    if !live {
         let error = match job.state {
             JobState::Cancelled => cancelled(job_id),
             JobState::Completed

@@ -68,7 +68,7 @@ impl Entries {
         let expired: Vec<i64> = self
             .by_job
             .iter()
-            .filter(|(_, (w, _))| w.job.lease_expires_at.is_none_or(|t| t <= now))
+            .filter(|(_, (w, _))| w.job.lease_ran_out(now) != Some(false))
             .map(|(id, _)| *id)
             .collect();
         for id in expired {

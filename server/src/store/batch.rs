@@ -5,14 +5,13 @@
 
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
-use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::StoreError;
 use super::events::NewEvent;
-use super::jobs::{JobRecord, JobState};
-use super::workflows::{WORKFLOW_COLUMN_COUNT, WorkflowRecord, WorkflowStatus};
+pub use super::rows::Written;
+use super::rows::{JobRecord, JobState, WorkflowStatus, job_columns, lease_live, written_columns};
 
 /// A job to create, with its id taken from the sequence beforehand so that the step's events
 /// and its workflow row can name it in the same round trip.
@@ -173,32 +172,6 @@ pub struct Flushed {
     pub created: Vec<JobRecord>,
     /// The workflows updated, as stored.
     pub written: Vec<Written>,
-}
-
-/// A workflow as a statement left it: the row, its version, and its current job.
-#[derive(Debug, Clone)]
-pub struct Written {
-    /// The workflow as stored.
-    pub workflow: WorkflowRecord,
-    /// The row's version (`xmin`, the id of the transaction that wrote it): any later write
-    /// of the row, by any server, changes it.
-    pub version: i64,
-    /// The workflow's current job as stored (its last one once it has ended).
-    pub job: Option<JobRecord>,
-}
-
-impl Written {
-    /// Reads `job_columns!()` (NULL when there is no job), `workflow_columns!()`, then the
-    /// version.
-    fn from_row(row: &Row) -> Result<Self, StoreError> {
-        let (workflow, job) = super::workflows::with_job_from_row(row)?;
-        let version = row.try_get(super::jobs::JOB_COLUMN_COUNT + WORKFLOW_COLUMN_COUNT)?;
-        Ok(Written {
-            workflow,
-            version,
-            job,
-        })
-    }
 }
 
 /// Of two errors of one pipeline, the one that is not merely "the transaction is aborted":
@@ -364,7 +337,7 @@ macro_rules! insert_jobs {
                 "$5::int[]", "$6::text[]", "$7::text[]", "$8::bigint[]", "$9::bigint[]",
                 "$10::bigint[]", "$11::text[]", "$12::uuid[]"),
             " RETURNING ",
-            super::jobs::job_columns!()
+            job_columns!()
         )
     };
 }
@@ -443,19 +416,6 @@ macro_rules! update_workflows_from {
             " AS u(id, status, current_node, vars, step_count, streaks, outcome, reason, \
                message, node, label, job_id, clear_deadline, n) \
              WHERE w.id = u.id"
-        )
-    };
-}
-
-/// The columns of a [`Written`] row, as [`Written::from_row`] reads them, from `j` (the
-/// current job) and `w` (the workflow with its version, [`returning_versioned`]).
-macro_rules! written_columns {
-    () => {
-        concat!(
-            super::jobs::job_columns!(),
-            ", ",
-            super::workflows::workflow_columns!(),
-            ", w.version"
         )
     };
 }
@@ -709,8 +669,9 @@ macro_rules! complete_warm {
             " AS x(workflow_id, version, job_id, token, n) \
                JOIN workflows w ON w.id = x.workflow_id JOIN jobs j ON j.id = x.job_id \
                WHERE w.xmin::text::bigint = x.version \
-                 AND CASE WHEN j.state = 'active' AND j.workflow_id = x.workflow_id \
-                           AND j.lease_token = x.token THEN j.lease_expires_at END > now() \
+                 AND CASE WHEN j.workflow_id = x.workflow_id AND j.lease_token = x.token AND ",
+            lease_live!(),
+            " THEN true END \
                ORDER BY w.id FOR UPDATE OF w, j), \
              ended AS (",
             end_jobs_from!($form; "$5::bigint[]", "$6::text[]", "$7::text[]", "$8::jsonb[]",

@@ -133,16 +133,6 @@ pub struct EventRecord {
     pub event: NewEvent,
 }
 
-/// Appends events to a workflow's history, in order, in one statement.
-pub async fn append(
-    client: &impl GenericClient,
-    workflow_id: Uuid,
-    events: &[NewEvent],
-) -> Result<(), StoreError> {
-    let events: Vec<(Uuid, NewEvent)> = events.iter().map(|e| (workflow_id, e.clone())).collect();
-    super::batch::append_events(client, &events).await
-}
-
 const LIST: &str = "SELECT id, at, kind, node, label, job_id, attempt, actor, message, data \
      FROM events WHERE workflow_id = $1 AND id > $2 ORDER BY id LIMIT $3";
 

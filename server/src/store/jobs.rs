@@ -1,196 +1,11 @@
 //! Job rows: creating, claiming under `FOR UPDATE SKIP LOCKED`, heartbeats, ending.
 
-use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use serde_json::Value;
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::StoreError;
-
-/// State of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobState {
-    /// Waiting for a worker.
-    Ready,
-    /// Leased to a worker, or waiting in the operator inbox.
-    Active,
-    /// Ended with a label.
-    Completed,
-    /// Cancelled.
-    Cancelled,
-}
-
-impl JobState {
-    /// Name as stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Ready => "ready",
-            JobState::Active => "active",
-            JobState::Completed => "completed",
-            JobState::Cancelled => "cancelled",
-        }
-    }
-
-    fn parse(s: &str) -> Result<Self, StoreError> {
-        Ok(match s {
-            "ready" => JobState::Ready,
-            "active" => JobState::Active,
-            "completed" => JobState::Completed,
-            "cancelled" => JobState::Cancelled,
-            other => return Err(StoreError::Corrupt(format!("job state `{other}`"))),
-        })
-    }
-}
-
-/// One job as stored.
-#[derive(Debug, Clone)]
-pub struct JobRecord {
-    /// Id.
-    pub id: i64,
-    /// Workflow id.
-    pub workflow_id: Uuid,
-    /// Node.
-    pub node: String,
-    /// Operation; None for human nodes.
-    pub operation: Option<String>,
-    /// State.
-    pub state: JobState,
-    /// Attempt number.
-    pub attempt: i32,
-    /// Idempotency key.
-    pub idempotency_key: String,
-    /// Node the workflow came from.
-    pub from_node: Option<String>,
-    /// Not handed out before.
-    pub available_at: DateTime<Utc>,
-    /// Lease length (or human reminder clock) in milliseconds.
-    pub timeout_ms: Option<i64>,
-    /// Required heartbeat interval in milliseconds.
-    pub heartbeat_ms: Option<i64>,
-    /// Lease token.
-    pub lease_token: Option<Uuid>,
-    /// End of the lease.
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    /// Worker holding it.
-    pub worker: Option<String>,
-    /// Last progress percent.
-    pub progress_percent: Option<i32>,
-    /// Last progress message.
-    pub progress_message: Option<String>,
-    /// Label it ended with.
-    pub label: Option<String>,
-    /// Output it ended with.
-    pub output: Option<Value>,
-    /// Who ended it.
-    pub ended_by: Option<String>,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-}
-
-/// Columns selected for a [`JobRecord`], prefixed `j.`.
-macro_rules! job_columns {
-    () => {
-        "j.id, j.workflow_id, j.node, j.operation, j.state, j.attempt, j.idempotency_key, \
-         j.from_node, j.available_at, j.timeout_ms, j.heartbeat_ms, j.lease_token, \
-         j.lease_expires_at, j.worker, j.progress_percent, j.progress_message, j.label, \
-         j.output, j.ended_by, j.created_at"
-    };
-}
-
-pub(crate) use job_columns;
-
-impl JobRecord {
-    /// Reads a row selected with `job_columns!()`.
-    pub fn from_row(row: &Row) -> Result<Self, StoreError> {
-        Ok(JobRecord {
-            id: row.try_get("id")?,
-            workflow_id: row.try_get("workflow_id")?,
-            node: row.try_get("node")?,
-            operation: row.try_get("operation")?,
-            state: JobState::parse(row.try_get("state")?)?,
-            attempt: row.try_get("attempt")?,
-            idempotency_key: row.try_get("idempotency_key")?,
-            from_node: row.try_get("from_node")?,
-            available_at: row.try_get("available_at")?,
-            timeout_ms: row.try_get("timeout_ms")?,
-            heartbeat_ms: row.try_get("heartbeat_ms")?,
-            lease_token: row.try_get("lease_token")?,
-            lease_expires_at: row.try_get("lease_expires_at")?,
-            worker: row.try_get("worker")?,
-            progress_percent: row.try_get("progress_percent")?,
-            progress_message: row.try_get("progress_message")?,
-            label: row.try_get("label")?,
-            output: row.try_get("output")?,
-            ended_by: row.try_get("ended_by")?,
-            created_at: row.try_get("created_at")?,
-        })
-    }
-}
-
-#[cfg(test)]
-impl JobRecord {
-    /// A job of operation `a` leased to worker `w` with `token` until `lease_expires_at`, for
-    /// unit tests.
-    pub fn leased_for_test(
-        id: i64,
-        workflow_id: Uuid,
-        token: Uuid,
-        lease_expires_at: DateTime<Utc>,
-    ) -> Self {
-        let now = Utc::now();
-        JobRecord {
-            id,
-            workflow_id,
-            node: "n".into(),
-            operation: Some("a".into()),
-            state: JobState::Active,
-            attempt: 1,
-            idempotency_key: "k".into(),
-            from_node: None,
-            available_at: now,
-            timeout_ms: Some(30_000),
-            heartbeat_ms: None,
-            lease_token: Some(token),
-            lease_expires_at: Some(lease_expires_at),
-            worker: Some("w".into()),
-            progress_percent: None,
-            progress_message: None,
-            label: None,
-            output: None,
-            ended_by: None,
-            created_at: now,
-        }
-    }
-}
-
-/// A job with what a worker or operator needs from its workflow.
-#[derive(Debug, Clone)]
-pub struct JobWithWorkflow {
-    /// The job.
-    pub job: JobRecord,
-    /// Graph name.
-    pub graph_name: String,
-    /// Graph version.
-    pub graph_version: i32,
-    /// The workflow's vars.
-    pub vars: Value,
-    /// The workflow's input.
-    pub input: Value,
-}
-
-impl JobWithWorkflow {
-    /// Reads `job_columns!()` followed by the workflow's graph name, version, vars and input.
-    fn from_row(row: &Row) -> Result<Self, StoreError> {
-        Ok(JobWithWorkflow {
-            job: JobRecord::from_row(row)?,
-            graph_name: row.try_get("graph_name")?,
-            graph_version: row.try_get("graph_version")?,
-            vars: row.try_get("vars")?,
-            input: row.try_get("input")?,
-        })
-    }
-}
+pub use super::rows::{JobRecord, JobState, JobWithWorkflow, LockedJob};
+use super::rows::{job_columns, lease_live, lease_ran_out, workflow_columns};
 
 /// Lease length: `timeout` from now, or with a heartbeat interval, the next heartbeat's due
 /// time bounded by the attempt's whole `timeout`.
@@ -256,8 +71,9 @@ const HEARTBEAT: &str = concat!(
     lease_expiry!(),
     ", progress_percent = coalesce($3, j.progress_percent), \
        progress_message = coalesce($4, j.progress_message) \
-     WHERE j.id = $1 AND j.lease_token = $2 AND j.state = 'active' AND j.lease_expires_at > now() \
-     RETURNING ",
+     WHERE j.id = $1 AND j.lease_token = $2 AND ",
+    lease_live!(),
+    " RETURNING ",
     job_columns!()
 );
 
@@ -314,24 +130,9 @@ const LOCK_WITH_WORKFLOW: &str = concat!(
     "SELECT ",
     job_columns!(),
     ", ",
-    super::workflows::workflow_columns!(),
+    workflow_columns!(),
     ", now() FROM jobs j JOIN workflows w ON w.id = j.workflow_id WHERE j.id = $1 FOR UPDATE OF w, j"
 );
-
-/// A job read together with its locked workflow and the database clock. Both rows are locked:
-/// a statement that waited for the workflow's lock then sees the job as the transaction it
-/// waited for left it, not as it was when the statement began (PostgreSQL re-reads only the
-/// rows a `FOR UPDATE` locks), so a completion racing an identical one is judged against the
-/// ended job, never against the workflow's next step.
-#[derive(Debug, Clone)]
-pub struct LockedJob {
-    /// The job.
-    pub job: JobRecord,
-    /// Its workflow, locked until the transaction ends.
-    pub workflow: super::workflows::WorkflowRecord,
-    /// The database's `now()`, for lease checks.
-    pub now: DateTime<Utc>,
-}
 
 /// Reads a job and locks it and its workflow row (see [`LockedJob`]), in one round trip.
 pub async fn lock_with_workflow(
@@ -351,7 +152,7 @@ const LOCK_MANY: &str = concat!(
     "SELECT ",
     job_columns!(),
     ", ",
-    super::workflows::workflow_columns!(),
+    workflow_columns!(),
     ", now() FROM jobs j JOIN workflows w ON w.id = j.workflow_id WHERE j.id = ANY($1) \
      ORDER BY w.id FOR UPDATE OF w, j"
 );
@@ -366,22 +167,6 @@ pub async fn lock_many(
     let rows = client.query(&stmt, &[&ids]).await?;
     rows.iter().map(LockedJob::from_row).collect()
 }
-
-impl LockedJob {
-    fn from_row(row: &Row) -> Result<Self, StoreError> {
-        // The two column lists share names (`id`, `created_at`), so the workflow's half is
-        // read by position.
-        Ok(LockedJob {
-            job: JobRecord::from_row(row)?,
-            workflow: super::workflows::WorkflowRecord::from_row_offset(row, JOB_COLUMN_COUNT)?,
-            now: row.try_get(JOB_COLUMN_COUNT + WORKFLOW_COLUMN_COUNT)?,
-        })
-    }
-}
-
-/// Number of columns in `job_columns!()`.
-pub(crate) const JOB_COLUMN_COUNT: usize = 20;
-use super::workflows::WORKFLOW_COLUMN_COUNT;
 
 const RELEASE: &str = "UPDATE jobs SET state = 'ready', lease_token = NULL, worker = NULL, \
      lease_expires_at = NULL, leased_at = NULL, available_at = now() \
@@ -400,8 +185,11 @@ pub async fn release(
         .transpose()
 }
 
-const EXPIRED: &str = "SELECT id FROM jobs WHERE state = 'active' AND lease_expires_at <= now() \
-     ORDER BY lease_expires_at LIMIT $1";
+const EXPIRED: &str = concat!(
+    "SELECT j.id FROM jobs j WHERE ",
+    lease_ran_out!(),
+    " ORDER BY j.lease_expires_at LIMIT $1"
+);
 
 /// Active jobs whose lease (or reminder clock) has run out.
 pub async fn expired(client: &impl GenericClient, limit: i64) -> Result<Vec<i64>, StoreError> {

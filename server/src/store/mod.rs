@@ -8,6 +8,7 @@ pub mod events;
 pub mod graphs;
 pub mod jobs;
 pub mod listen;
+pub mod rows;
 pub mod schedules;
 pub mod statistics;
 pub mod workflows;

@@ -2,190 +2,12 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use rondo_engine::advance::Streak;
 use serde_json::Value;
-use std::collections::BTreeMap;
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::StoreError;
-use super::jobs::JobRecord;
-
-/// Lifecycle state of a workflow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WorkflowStatus {
-    /// Waiting for its `start_at`.
-    Pending,
-    /// Walking its graph.
-    Running,
-    /// Took a terminal label.
-    Completed,
-    /// Cancelled.
-    Cancelled,
-    /// Needs an operator.
-    Stuck,
-}
-
-impl WorkflowStatus {
-    /// True unless PENDING or RUNNING: the workflow will not move on without an operator
-    /// (what `AwaitWorkflow` and a start with a wait wait for).
-    pub fn is_done(self) -> bool {
-        !matches!(self, WorkflowStatus::Pending | WorkflowStatus::Running)
-    }
-
-    /// Name as stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkflowStatus::Pending => "pending",
-            WorkflowStatus::Running => "running",
-            WorkflowStatus::Completed => "completed",
-            WorkflowStatus::Cancelled => "cancelled",
-            WorkflowStatus::Stuck => "stuck",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(s: &str) -> Result<Self, StoreError> {
-        Ok(match s {
-            "pending" => WorkflowStatus::Pending,
-            "running" => WorkflowStatus::Running,
-            "completed" => WorkflowStatus::Completed,
-            "cancelled" => WorkflowStatus::Cancelled,
-            "stuck" => WorkflowStatus::Stuck,
-            other => return Err(StoreError::Corrupt(format!("workflow status `{other}`"))),
-        })
-    }
-
-    /// True for COMPLETED and CANCELLED, which never change again.
-    pub fn is_final(self) -> bool {
-        matches!(self, WorkflowStatus::Completed | WorkflowStatus::Cancelled)
-    }
-}
-
-/// An incident recorded on a STUCK workflow.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IncidentRecord {
-    /// Machine-readable reason (`no_route`, `retries_exhausted`, ...).
-    pub reason: String,
-    /// Message for people.
-    pub message: String,
-    /// Node concerned.
-    pub node: String,
-    /// Label concerned, if any.
-    pub label: Option<String>,
-    /// When it happened.
-    pub at: DateTime<Utc>,
-}
-
-/// One workflow as stored.
-#[derive(Debug, Clone)]
-pub struct WorkflowRecord {
-    /// Id.
-    pub id: Uuid,
-    /// Graph name.
-    pub graph_name: String,
-    /// Graph version.
-    pub graph_version: i32,
-    /// Status.
-    pub status: WorkflowStatus,
-    /// Node the workflow is at.
-    pub current_node: Option<String>,
-    /// Input given at start.
-    pub input: Value,
-    /// The workflow's memory.
-    pub vars: Value,
-    /// Steps taken.
-    pub step_count: i32,
-    /// Open retry streaks by node.
-    pub streaks: BTreeMap<String, Streak>,
-    /// Terminal label, once completed.
-    pub outcome: Option<String>,
-    /// Idempotency key given at start.
-    pub idempotency_key: Option<String>,
-    /// Hash of the start request.
-    pub request_hash: Option<String>,
-    /// Schedule that started it.
-    pub schedule_id: Option<String>,
-    /// Delayed start.
-    pub start_at: Option<DateTime<Utc>>,
-    /// Deadline, until it fires.
-    pub deadline_at: Option<DateTime<Utc>>,
-    /// Set while STUCK.
-    pub incident: Option<IncidentRecord>,
-    /// The job in hand.
-    pub current_job_id: Option<i64>,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-    /// When it completed or was cancelled.
-    pub ended_at: Option<DateTime<Utc>>,
-}
-
-/// Columns selected for a [`WorkflowRecord`], prefixed `w.`: a macro so queries stay
-/// compile-time constants built with `concat!`.
-macro_rules! workflow_columns {
-    () => {
-        "w.id, w.graph_name, w.graph_version, w.status, w.current_node, w.input, w.vars, \
-         w.step_count, w.streaks, w.outcome, w.idempotency_key, w.request_hash, w.schedule_id, \
-         w.start_at, w.deadline_at, w.incident_reason, w.incident_message, w.incident_node, \
-         w.incident_label, w.incident_at, w.current_job_id, w.created_at, w.updated_at, w.ended_at"
-    };
-}
-pub(crate) use workflow_columns;
-
-impl WorkflowRecord {
-    /// Reads a row selected with `workflow_columns!()` first.
-    pub fn from_row(row: &Row) -> Result<Self, StoreError> {
-        Self::from_row_offset(row, 0)
-    }
-
-    /// Reads the `workflow_columns!()` that start at column `at` (after another record's
-    /// columns, whose names overlap, so columns are read by position).
-    pub fn from_row_offset(row: &Row, at: usize) -> Result<Self, StoreError> {
-        let streaks: Value = row.try_get(at + 8)?;
-        let streaks = serde_json::from_value(streaks)
-            .map_err(|e| StoreError::Corrupt(format!("workflow streaks: {e}")))?;
-        let incident = match row.try_get::<_, Option<String>>(at + 15)? {
-            Some(reason) => Some(IncidentRecord {
-                reason,
-                message: row
-                    .try_get::<_, Option<String>>(at + 16)?
-                    .unwrap_or_default(),
-                node: row
-                    .try_get::<_, Option<String>>(at + 17)?
-                    .unwrap_or_default(),
-                label: row.try_get(at + 18)?,
-                at: row
-                    .try_get::<_, Option<DateTime<Utc>>>(at + 19)?
-                    .unwrap_or_default(),
-            }),
-            None => None,
-        };
-        Ok(WorkflowRecord {
-            id: row.try_get(at)?,
-            graph_name: row.try_get(at + 1)?,
-            graph_version: row.try_get(at + 2)?,
-            status: WorkflowStatus::parse(row.try_get(at + 3)?)?,
-            current_node: row.try_get(at + 4)?,
-            input: row.try_get(at + 5)?,
-            vars: row.try_get(at + 6)?,
-            step_count: row.try_get(at + 7)?,
-            streaks,
-            outcome: row.try_get(at + 9)?,
-            idempotency_key: row.try_get(at + 10)?,
-            request_hash: row.try_get(at + 11)?,
-            schedule_id: row.try_get(at + 12)?,
-            start_at: row.try_get(at + 13)?,
-            deadline_at: row.try_get(at + 14)?,
-            incident,
-            current_job_id: row.try_get(at + 20)?,
-            created_at: row.try_get(at + 21)?,
-            updated_at: row.try_get(at + 22)?,
-            ended_at: row.try_get(at + 23)?,
-        })
-    }
-}
+pub use super::rows::{IncidentRecord, WORKFLOW_COLUMN_COUNT, WorkflowRecord, WorkflowStatus};
+use super::rows::{JobRecord, job_columns, with_job_from_row, workflow_columns};
 
 /// A new workflow to insert.
 #[derive(Debug)]
@@ -263,7 +85,7 @@ const GET: &str = concat!(
 /// and are NULL when there is no job.
 const GET_WITH_JOBS: &str = concat!(
     "SELECT ",
-    super::jobs::job_columns!(),
+    job_columns!(),
     ", ",
     workflow_columns!(),
     " FROM workflows w LEFT JOIN jobs j ON j.id = w.current_job_id WHERE w.id = ANY($1)"
@@ -277,19 +99,6 @@ pub async fn get_with_jobs(
     let stmt = client.prepare_cached(GET_WITH_JOBS).await?;
     let rows = client.query(&stmt, &[&ids]).await?;
     rows.iter().map(with_job_from_row).collect()
-}
-
-/// Reads a row of `job_columns!()` (NULL when there is no job), then `workflow_columns!()`.
-/// The two lists share names, so the workflow's half is read by position.
-pub(crate) fn with_job_from_row(
-    row: &Row,
-) -> Result<(WorkflowRecord, Option<JobRecord>), StoreError> {
-    let job = match row.try_get::<_, Option<i64>>(0)? {
-        Some(_) => Some(JobRecord::from_row(row)?),
-        None => None,
-    };
-    let workflow = WorkflowRecord::from_row_offset(row, super::jobs::JOB_COLUMN_COUNT)?;
-    Ok((workflow, job))
 }
 
 const GET_BY_KEY: &str = concat!(
@@ -346,9 +155,6 @@ pub async fn lock(
         row.try_get(WORKFLOW_COLUMN_COUNT)?,
     )))
 }
-
-/// Number of columns in `workflow_columns!()`.
-pub const WORKFLOW_COLUMN_COUNT: usize = 24;
 
 /// Filters for [`list`].
 #[derive(Debug, Default)]
